@@ -1,0 +1,171 @@
+"""ExampleGen executor: a Beam PTransform from a kaggle_3m-layout folder to tf.Examples.
+
+Files that cannot be read (corrupt TIFF, wrong shape, non-binary mask, ...)
+are rejected, not dropped silently: each is written with its reason to
+`rejected.csv` in the examples artifact, and the run fails with a one-line
+error naming the first one when the rejected fraction exceeds
+`max_rejected_fraction` (default 0: any bad file stops the run).
+
+Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
+(see `make_custom_config`): max_rejected_fraction, small_max_pixels,
+medium_max_pixels.
+"""
+
+import csv
+import os
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from data_schema import features
+from unet4mri import slices
+
+REJECTED_FILE = "rejected.csv"
+SLICE_FILES_PATTERN = "*/*.tif"
+_REJECTED_PATH = "_rejected_path"
+_REJECTED_TAG = "rejected"
+DEFAULT_OPTIONS = {
+    "max_rejected_fraction": 0.0,
+    "small_max_pixels": features.DEFAULT_SMALL_MAX_PIXELS,
+    "medium_max_pixels": features.DEFAULT_MEDIUM_MAX_PIXELS,
+}
+
+
+class IngestionError(ValueError):
+    """Too many slices were rejected; the message names the first one."""
+
+
+def make_custom_config(**options: Any) -> example_gen_pb2.CustomConfig:
+    """ExampleGen custom_config carrying our ingestion options."""
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown ingestion options: {sorted(unknown)}")
+    struct = struct_pb2.Struct()
+    struct.update({**DEFAULT_OPTIONS, **options})
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def _options(exec_properties: dict[str, Any]) -> dict[str, Any]:
+    serialized = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    options = dict(DEFAULT_OPTIONS)
+    if serialized:
+        config = example_gen_pb2.CustomConfig()
+        proto_utils.json_to_proto(serialized, config)
+        struct = struct_pb2.Struct()
+        if config.custom_config.Unpack(struct):
+            options.update(json_format.MessageToDict(struct))
+    return options
+
+
+def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_pixels: int) -> tf.train.Example:
+    """One slice pair as a tf.train.Example (features in data_schema.features)."""
+    image, mask = slices.read_pair(pair)
+    tumor_pixels = int(mask.sum())
+    bucket = features.tumor_size_bucket(tumor_pixels, int(small_max_pixels), int(medium_max_pixels))
+
+    def int64(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    def string(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE: string(np.ascontiguousarray(image).tobytes()),
+        features.MASK: string(np.ascontiguousarray(mask).tobytes()),
+        features.CASE_ID: string(pair.case_id.encode()),
+        features.SLICE_INDEX: int64(pair.slice_index),
+        features.TUMOR_PIXELS: int64(tumor_pixels),
+        features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
+        features.HEIGHT: int64(image.shape[0]),
+        features.WIDTH: int64(image.shape[1]),
+    }))
+
+
+class _ReadSlice(beam.DoFn):
+    def __init__(self, options: dict[str, Any]):
+        self._small = options["small_max_pixels"]
+        self._medium = options["medium_max_pixels"]
+
+    def process(self, pair: slices.SlicePair):
+        try:
+            yield slice_to_example(pair, self._small, self._medium)
+        except slices.SliceError as error:
+            yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (pair.image_path, str(error)))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _SlicesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str) -> beam.pvalue.PCollection:  # noqa: N802
+    """Reads the case folders matched by `<input_base>/<split_pattern>`.
+
+    The pattern ends in `*/*.tif` (case folder / slice file, which is what
+    ExampleGen's driver fingerprints for caching); each root before that
+    suffix is read with `slices.find_slice_pairs`.
+    """
+    if not split_pattern.endswith(SLICE_FILES_PATTERN):
+        raise ValueError(f"split pattern must end in {SLICE_FILES_PATTERN!r}, got {split_pattern!r}")
+    root_pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern[: -len(SLICE_FILES_PATTERN)])
+    roots = sorted(tf.io.gfile.glob(root_pattern)) if any(c in root_pattern for c in "*?[") else [root_pattern]
+    pairs = [pair for root in roots for pair in slices.find_slice_pairs(root)]
+    results = (
+        pipeline
+        | "ListSlices" >> beam.Create(pairs, reshuffle=True)
+        | "ReadSlices" >> beam.ParDo(_ReadSlice(_options(exec_properties))).with_outputs(_REJECTED_TAG, main="examples")
+    )
+    _ = (
+        results[_REJECTED_TAG]
+        | "FormatRejected" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")
+        | "WriteRejected" >> beam.io.WriteToText(exec_properties[_REJECTED_PATH], shard_name_template="")
+    )
+    return results.examples
+
+
+class Executor(BaseExampleGenExecutor):
+    """FileBasedExampleGen executor for kaggle_3m-layout slice folders."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
+        return _SlicesToExample
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        examples_dir = artifact_utils.get_single_uri(output_dict[standard_component_specs.EXAMPLES_KEY])
+        rejected_lines = os.path.join(examples_dir, "rejected.tsv")
+        exec_properties = {**exec_properties, _REJECTED_PATH: rejected_lines}
+        super().Do(input_dict, output_dict, exec_properties)
+        _report_rejected(examples_dir, rejected_lines, _options(exec_properties))
+
+
+def _report_rejected(examples_dir: str, rejected_lines: str, options: dict[str, Any]) -> None:
+    rejected = []
+    if tf.io.gfile.exists(rejected_lines):
+        with tf.io.gfile.GFile(rejected_lines) as lines:
+            rejected = sorted(line.rstrip("\n").split("\t", 1) for line in lines if line.strip())
+        tf.io.gfile.remove(rejected_lines)
+    with tf.io.gfile.GFile(os.path.join(examples_dir, REJECTED_FILE), "w") as out:
+        writer = csv.writer(out)
+        writer.writerow(["path", "reason"])
+        writer.writerows(rejected)
+    if not rejected:
+        return
+    accepted = _count_examples(examples_dir)
+    fraction = len(rejected) / (len(rejected) + accepted)
+    if fraction > options["max_rejected_fraction"]:
+        raise IngestionError(
+            f"{rejected[0][1]} ({len(rejected)} of {len(rejected) + accepted} slices rejected, "
+            f"more than max_rejected_fraction={options['max_rejected_fraction']}; list in "
+            f"{os.path.join(examples_dir, REJECTED_FILE)})"
+        )
+
+
+def _count_examples(examples_dir: str) -> int:
+    files = tf.io.gfile.glob(os.path.join(examples_dir, "Split-*", "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))

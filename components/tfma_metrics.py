@@ -1,0 +1,102 @@
+"""TFMA metric: the segmentation metrics of `unet4mri.metrics`, per slice of the evaluation.
+
+TFMA 0.47 accepts only tf_keras or `tfma.metrics.Metric` classes, so the
+metrics are one `Metric` whose Beam combiner gathers per-slice pixel counts
+(label: the `mask` feature's raw bytes; prediction: the model's
+`probabilities` at native size) and hands them to `unet4mri.metrics.summarize`.
+The outputs are the keys of `unet4mri.metrics.METRIC_KEYS`.
+"""
+
+from collections.abc import Iterable
+
+import apache_beam as beam
+import numpy as np
+from tensorflow_model_analysis.metrics import metric_types
+
+from data_schema import features
+from models.export import PROBABILITIES
+from unet4mri import metrics
+
+METRIC_NAME = "segmentation"
+
+
+def _first(value):
+    """The single value of a feature or label as TFMA hands it (array, list or scalar)."""
+    while isinstance(value, (np.ndarray, list, tuple)):
+        if len(value) != 1:
+            return value
+        value = value[0]
+    return value
+
+
+def counts_from_inputs(inputs: metric_types.StandardMetricInputs) -> metrics.SliceCounts:
+    prediction = inputs.prediction
+    if isinstance(prediction, dict):  # all signature outputs: take the probabilities
+        prediction = prediction[PROBABILITIES]
+    prediction = np.asarray(prediction, dtype=np.float32)
+    prediction = prediction.reshape(prediction.shape[-2:])
+    label = _first(inputs.label)
+    truth = np.frombuffer(label, dtype=np.uint8).reshape(prediction.shape)
+    case_id = _first(inputs.features[features.CASE_ID])
+    slice_index = _first(inputs.features[features.SLICE_INDEX])
+    return metrics.slice_counts(truth, prediction, case_id.decode() if isinstance(case_id, bytes) else str(case_id), int(slice_index))
+
+
+class _SegmentationCombiner(beam.CombineFn):
+    def __init__(self, keys: dict[str, metric_types.MetricKey]):
+        self._keys = keys
+
+    def create_accumulator(self) -> list:
+        return []
+
+    def add_input(self, accumulator: list, element: metric_types.StandardMetricInputs) -> list:
+        accumulator.append(counts_from_inputs(element))
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
+        merged = []
+        for accumulator in accumulators:
+            merged.extend(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: list) -> dict:
+        values = metrics.summarize(accumulator)
+        return {key: values[name] for name, key in self._keys.items()}
+
+
+def _segmentation_computations(
+    name: str = METRIC_NAME,
+    model_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    sub_keys=None,
+    example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+    computations = []
+    for model_name in model_names or [""]:
+        for output_name in output_names or [""]:
+            keys = {
+                # Unweighted by definition; example_weighted stays unset so that the
+                # keys match those TFMA builds for thresholds.
+                key: metric_types.MetricKey(name=key, model_name=model_name, output_name=output_name, example_weighted=None)
+                for key in metrics.METRIC_KEYS
+            }
+            computations.append(metric_types.MetricComputation(
+                keys=list(keys.values()),
+                preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.CASE_ID, features.SLICE_INDEX])],
+                combiner=_SegmentationCombiner(keys),
+            ))
+    return computations
+
+
+class SegmentationMetrics(metric_types.Metric):
+    """Dice/IoU per tumor slice, pooled Dice, per-patient 3D Dice, detection and empty-slice FP rates."""
+
+    def __init__(self, name: str = METRIC_NAME):
+        super().__init__(_segmentation_computations, name=name)
+
+    @property
+    def compute_confidence_interval(self) -> bool:
+        return False
+
+
+metric_types.register_metric(SegmentationMetrics)

@@ -1,0 +1,1 @@
+"""The data contract: feature names, tumor-size buckets and the curated schema."""

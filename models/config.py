@@ -1,0 +1,102 @@
+"""Training configuration: one frozen, validated object."""
+
+import dataclasses
+import json
+
+MODELS = ("unet", "unetpp")
+LOSSES = (
+    "bce",
+    "weighted_bce",
+    "dice",
+    "jaccard",
+    "tversky",
+    "focal_tversky",
+    "focal",
+    "bce_dice",
+    "weighted_bce_dice",
+)
+N_FILTERS = (8, 16, 32, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines one training run.
+
+    image_size: square side in pixels the slices are resized to for the network
+      (native kaggle_3m slices are 256; 128 is the CPU default).
+    depth: number of down-sampling levels; the image size must be divisible by 2**depth.
+    n_filters: filters of the first level, doubling per level.
+    loss: one of LOSSES; the `weighted_*` losses use the positive-pixel weight
+      computed by the pipeline (negative / positive pixels of the train split).
+    tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
+    prune_level: UNet++ only, the supervision head (1..depth) the exported model uses.
+    """
+
+    model: str = "unet"
+    depth: int = 4
+    n_filters: int = 16
+    dropout_rate: float = 0.05
+    deep_supervision: bool = False
+    prune_level: int | None = None
+    loss: str = "weighted_bce_dice"
+    image_size: int = 128
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 2e-3
+    tumor_slice_fraction: float = 0.5
+    augment: bool = True
+    early_stopping_patience: int = 8
+    seed: int = 0
+    warm_start_model: str | None = None
+
+    def __post_init__(self):
+        checks = [
+            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (self.n_filters in N_FILTERS, f"n_filters must be one of {N_FILTERS}, got {self.n_filters}"),
+            (1 <= self.depth <= 5, f"depth must be in 1..5, got {self.depth}"),
+            (0.0 <= self.dropout_rate < 1.0, f"dropout_rate must be in [0, 1), got {self.dropout_rate}"),
+            (
+                self.image_size >= 2**self.depth and self.image_size % 2**self.depth == 0,
+                f"image_size must be a multiple of 2**depth={2**self.depth}, got {self.image_size}",
+            ),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (
+                0.0 <= self.tumor_slice_fraction < 1.0,
+                f"tumor_slice_fraction must be in [0, 1), got {self.tumor_slice_fraction}",
+            ),
+            (self.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}"),
+            (
+                self.prune_level is None
+                or (self.model == "unetpp" and self.deep_supervision and 1 <= self.prune_level <= self.depth),
+                "prune_level needs model='unetpp' with deep_supervision (the heads it keeps are trained only then) "
+                f"and a level in 1..depth={self.depth}, got {self.prune_level}",
+            ),
+            (
+                not self.deep_supervision or self.model == "unetpp",
+                "deep_supervision is a UNet++ option (model='unetpp')",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**values)
+
+
+def testing_config(**overrides) -> TrainingConfig:
+    """A tiny configuration for tests: 32x32, depth 2, 8 filters, one epoch."""
+    values = dict(image_size=32, depth=2, n_filters=8, batch_size=8, epochs=1, early_stopping_patience=1)
+    values.update(overrides)
+    return TrainingConfig(**values)

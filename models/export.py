@@ -1,0 +1,50 @@
+"""Export of the trained network as a SavedModel with two signatures.
+
+- `serving_default`: serialized `tf.train.Example`s (string [batch], the
+  ingestion's features; all examples of one call share one height and width)
+  -> `probabilities` float32 [batch, height, width] and `mask` uint8
+  [batch, height, width] in 0/1, at the examples' own size.
+- `predict_images`: `images` uint8 [batch, height, width, 3] of any height
+  and width -> the same outputs at the input size.
+
+Both resize the slices to the training size, run the network, resize the
+logits back to the input size and apply the sigmoid there (a sharper outline
+than resizing probabilities), then threshold at 0.5. The model loads with
+plain `tf.saved_model.load` in a process that has never imported this project.
+"""
+
+import keras
+import tensorflow as tf
+
+from models import input_pipeline
+from models.config import TrainingConfig
+from models.networks import inference_model
+from unet4mri.metrics import PROBABILITY_THRESHOLD
+
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+PROBABILITIES = "probabilities"
+MASK = "mask"
+
+
+def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir: str) -> None:
+    """Write the SavedModel of `model` (the training network) to `export_dir`."""
+    network = inference_model(model, config)
+
+    def predict_images(images):
+        tf.debugging.assert_equal(tf.shape(images)[-1], 3, message="images must have 3 channels (pre-contrast, FLAIR, post-contrast)")
+        output_size = tf.shape(images)[1:3]
+        resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size, config.image_size], method="area")
+        logits = tf.image.resize(network(resized, training=False), output_size, method="bilinear")
+        probabilities = tf.sigmoid(logits[..., 0])
+        return {PROBABILITIES: probabilities, MASK: tf.cast(probabilities > PROBABILITY_THRESHOLD, tf.uint8)}
+
+    def serve_examples(examples):
+        images, _ = input_pipeline.parse_examples(examples, with_masks=False)
+        return predict_images(images)
+
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    archive.write_out(export_dir, verbose=False)

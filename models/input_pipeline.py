@@ -1,0 +1,143 @@
+"""The tf.data input pipeline: parse, resize, cache, oversample, augment, batch.
+
+Examples are the ingestion's `tf.train.Example`s (see data_schema.features) in
+GZIP TFRecord files. Batches are (images float32 [batch, size, size, 3] with raw
+0..255 intensities, masks float32 [batch, size, size, 1] in 0/1).
+"""
+
+import math
+
+import tensorflow as tf
+
+from data_schema import features
+from models.config import TrainingConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def parse_examples(serialized, with_masks: bool = True):
+    """Batch of serialized examples -> (images uint8 [B, H, W, 3], masks uint8 [B, H, W, 1] or None).
+
+    All examples of a batch must share one height and width.
+    """
+    spec = {
+        features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+        features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        features.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    }
+    if with_masks:
+        spec[features.MASK] = tf.io.FixedLenFeature([], tf.string)
+    parsed = tf.io.parse_example(serialized, spec)
+    height, width = tf.cast(parsed[features.HEIGHT][0], tf.int32), tf.cast(parsed[features.WIDTH][0], tf.int32)
+    images = tf.reshape(tf.io.decode_raw(parsed[features.IMAGE], tf.uint8), [-1, height, width, 3])
+    if not with_masks:
+        return images, None
+    masks = tf.reshape(tf.io.decode_raw(parsed[features.MASK], tf.uint8), [-1, height, width, 1])
+    return images, masks
+
+
+def resize_pair(images, masks, size: int):
+    """Images to float32 [.., size, size, 3] (area-averaged), masks to 0/1 float32 [.., size, size, 1]."""
+    images = tf.image.resize(tf.cast(images, tf.float32), [size, size], method="area")
+    masks = tf.image.resize(tf.cast(masks, tf.float32), [size, size], method="area")
+    return images, tf.cast(masks >= 0.5, tf.float32)
+
+
+def augment(image, mask, seed):
+    """Random left-right flip, rotation (±15°), scaling (0.85-1.15), shift, and
+    per-channel gamma, gain, smooth bias field and noise. image [H, W, 3] raw
+    intensities, mask [H, W, 1]; geometric transforms move both together."""
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+    mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
+
+    angle = tf.random.stateless_uniform([], seeds[1], -15.0, 15.0) * math.pi / 180.0
+    scale = tf.random.stateless_uniform([], seeds[2], 0.85, 1.15)
+    shift = tf.random.stateless_uniform([2], seeds[3], -0.06, 0.06) * size
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    center = (size - 1.0) / 2.0
+    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    transform = tf.stack([
+        cos, -sin, center - cos * center + sin * center + shift[0],
+        sin, cos, center - sin * center - cos * center + shift[1],
+        0.0, 0.0,
+    ])[None]
+    output_shape = tf.shape(image)[:2]
+
+    def warp(x, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x[None], transforms=transform, output_shape=output_shape,
+            interpolation=interpolation, fill_mode="CONSTANT", fill_value=0.0,
+        )[0]
+
+    image = warp(image, "BILINEAR")
+    mask = warp(mask, "NEAREST")
+
+    gamma = tf.exp(tf.random.stateless_uniform([3], seeds[4], -0.25, 0.25))
+    gain = tf.random.stateless_uniform([3], seeds[5], 0.8, 1.2)
+    normalized = tf.maximum(image, 0.0) / 255.0
+    yy, xx = tf.meshgrid(tf.linspace(-1.0, 1.0, output_shape[0]), tf.linspace(-1.0, 1.0, output_shape[1]), indexing="ij")
+    bias_coefficients = tf.random.stateless_normal([3], seeds[6], stddev=0.1)
+    bias = tf.exp(bias_coefficients[0] * xx + bias_coefficients[1] * yy + bias_coefficients[2] * xx * yy)[..., None]
+    image = tf.pow(normalized, gamma) * gain * bias * 255.0
+    noise = tf.random.stateless_normal(tf.shape(image), seeds[7], stddev=tf.random.stateless_uniform([], seeds[7], 0.0, 4.0))
+    image = tf.where(image > 0, tf.maximum(image + noise, 0.0), image)
+    return image, mask
+
+
+def _decoded(file_patterns: list[str], size: int) -> tf.data.Dataset:
+    records = tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    return (
+        records.batch(64)
+        .map(lambda serialized: resize_pair(*parse_examples(serialized), size), num_parallel_calls=AUTOTUNE)
+        .unbatch()
+        .cache()
+    )
+
+
+def count_slices(file_patterns: list[str]) -> tuple[int, int]:
+    """(slices, tumor slices) in the files, read once."""
+    total = tumor = 0
+    for batch in tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP").batch(256):
+        _, masks = parse_examples(batch)
+        total += int(masks.shape[0])
+        tumor += int(tf.reduce_sum(tf.cast(tf.reduce_any(masks > 0, axis=[1, 2, 3]), tf.int32)))
+    return total, tumor
+
+
+def _glob(file_patterns: list[str]) -> list[str]:
+    files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no TFRecord files match {file_patterns}")
+    return files
+
+
+def training_dataset(file_patterns: list[str], config: TrainingConfig, oversample: bool = True) -> tf.data.Dataset:
+    """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled, augmented.
+
+    oversample: False when the data lacks tumor or empty slices (sampling from
+    an empty class would never yield).
+    """
+    decoded = _decoded(file_patterns, config.image_size)
+    has_tumor = lambda image, mask: tf.reduce_any(mask > 0)  # noqa: E731
+    tumor = decoded.filter(has_tumor).repeat().shuffle(512, seed=config.seed)
+    empty = decoded.filter(lambda image, mask: tf.logical_not(has_tumor(image, mask))).repeat().shuffle(512, seed=config.seed + 1)
+    if oversample and config.tumor_slice_fraction > 0:
+        mixed = tf.data.Dataset.sample_from_datasets(
+            [tumor, empty], weights=[config.tumor_slice_fraction, 1.0 - config.tumor_slice_fraction], seed=config.seed
+        )
+    else:
+        mixed = decoded.repeat().shuffle(1024, seed=config.seed)
+    if config.augment:
+        seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+        mixed = tf.data.Dataset.zip((mixed, seeds)).map(
+            lambda pair, seed: augment(*pair, seed), num_parallel_calls=AUTOTUNE
+        )
+    return mixed.batch(config.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def evaluation_dataset(file_patterns: list[str], config: TrainingConfig) -> tf.data.Dataset:
+    """Every slice once, in file order, resized, batched."""
+    return _decoded(file_patterns, config.image_size).batch(config.batch_size).prefetch(AUTOTUNE)

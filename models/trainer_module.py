@@ -1,0 +1,126 @@
+"""The TFX Trainer's module: `run_fn` is glue around `train` and `export_serving_model`.
+
+Inputs through TFX:
+- `fn_args.custom_config["training"]`: the TrainingConfig as a dict (known when
+  the pipeline is built);
+- `fn_args.hyperparameters`: the positive-pixel statistics JSON emitted by the
+  PositivePixelWeight component at run time (`positive_pixel_weight` =
+  negative / positive pixels of the train split);
+- `fn_args.base_model`: an optional pushed model to warm-start from.
+"""
+
+import dataclasses
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from models import input_pipeline, losses, networks
+from models.config import TrainingConfig
+from models.export import export_serving_model
+from models.segmentation_metrics import TumorSliceMetric
+
+POSITIVE_PIXEL_WEIGHT = "positive_pixel_weight"
+BEST_WEIGHTS_FILE = "best.weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingResult:
+    model: keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int
+
+
+def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float) -> None:
+    loss = losses.make_loss(config.loss, positive_pixel_weight)
+    outputs = len(model.outputs)
+    metrics = [TumorSliceMetric("dice", name="dice"), TumorSliceMetric("iou", name="iou")]
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=[loss] * outputs if outputs > 1 else loss,
+        # Deep supervision: equal weights over heads; metrics on the deepest head only.
+        metrics=[[] for _ in range(outputs - 1)] + [metrics] if outputs > 1 else metrics,
+    )
+
+
+def monitored_metric(model: keras.Model) -> str:
+    """Name of the validation tumor-slice Dice in the training logs."""
+    return f"val_{model.output_names[-1]}_dice" if len(model.outputs) > 1 else "val_dice"
+
+
+def train(
+    config: TrainingConfig,
+    train_files: list[str],
+    eval_files: list[str],
+    positive_pixel_weight: float,
+    work_dir: str,
+    log_dir: str | None = None,
+    initial_weights: str | None = None,
+) -> TrainingResult:
+    """Train a network; returns it with the weights of its best epoch by validation Dice."""
+    keras.utils.set_random_seed(config.seed)
+    slices, tumor_slices = input_pipeline.count_slices(train_files)
+    if slices == 0:
+        raise ValueError(f"no training slices in {train_files}")
+    oversample = 0 < tumor_slices < slices
+    model = networks.build_model(config)
+    if initial_weights:
+        load_weights_from(model, initial_weights)
+    compile_model(model, config, positive_pixel_weight)
+    monitor = monitored_metric(model)
+    best_weights = os.path.join(work_dir, BEST_WEIGHTS_FILE)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)),
+    ]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))
+    history = model.fit(
+        input_pipeline.training_dataset(train_files, config, oversample=oversample),
+        steps_per_epoch=max(slices // config.batch_size, 1),
+        epochs=config.epochs,
+        validation_data=input_pipeline.evaluation_dataset(eval_files, config),
+        callbacks=callbacks,
+        verbose=2,
+    )
+    scores = history.history.get(monitor, [])
+    valid = [score for score in scores if score == score]  # NaN when no eval tumor slice
+    best_epoch = scores.index(max(valid)) + 1 if valid else len(scores)
+    if os.path.exists(best_weights):
+        model.load_weights(best_weights)
+    return TrainingResult(model, history.history, best_epoch)
+
+
+def load_weights_from(model: keras.Model, saved_model_dir: str) -> None:
+    """Warm start: copy the variables of a pushed SavedModel into `model` by name and shape."""
+    loaded = tf.saved_model.load(saved_model_dir)
+    by_path = {variable.name: variable for variable in loaded.variables}
+    matched = 0
+    for variable in model.variables:
+        source = by_path.get(variable.path) or by_path.get(variable.name)
+        if source is not None and tuple(source.shape) == tuple(variable.shape):
+            variable.assign(source.numpy())
+            matched += 1
+    if matched == 0:
+        raise ValueError(f"{saved_model_dir}: no variable matches the network; was it trained with another --model or --n-filters?")
+    logging.info("warm start: %d of %d variables from %s", matched, len(model.variables), saved_model_dir)
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    config = TrainingConfig.from_dict(fn_args.custom_config["training"])
+    weight = float((fn_args.hyperparameters or {}).get(POSITIVE_PIXEL_WEIGHT, 1.0))
+    warm_start = config.warm_start_model or fn_args.base_model
+    result = train(
+        config,
+        fn_args.train_files,
+        fn_args.eval_files,
+        weight,
+        work_dir=fn_args.model_run_dir,
+        log_dir=os.path.join(fn_args.model_run_dir, "logs"),
+        initial_weights=warm_start,
+    )
+    logging.info("best epoch %d of %d", result.best_epoch, len(next(iter(result.history.values()), [])))
+    export_serving_model(result.model, config, fn_args.serving_model_dir)

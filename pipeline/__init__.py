@@ -1,0 +1,1 @@
+"""The pipeline, defined once (`create_pipeline`), and its runners."""

@@ -1,0 +1,65 @@
+"""Pipeline configuration: one frozen, validated object."""
+
+import dataclasses
+import os
+
+from data_schema import features
+from models.config import TrainingConfig, testing_config
+
+SPLITS = ("train", "eval", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Where the data and outputs are, and how the pipeline splits, trains and gates.
+
+    data_dir: root of the slices in the kaggle_3m layout.
+    output_dir: everything the pipeline writes: `tfx/` (artifacts),
+      `metadata.sqlite` (ML Metadata), `serving_model/<version>/` (pushed models).
+    split_hash_buckets: patients are assigned to train / eval / test by a hash
+      of their case id in these proportions (the Trainer validates on `eval`,
+      the Evaluator reports on `test`): no patient is in two splits, and a
+      patient keeps its split when others are added.
+    min_tumor_slice_dice: the Evaluator blesses (and the Pusher pushes) only a
+      model whose `dice_per_tumor_slice_mean` on the test split reaches this.
+    """
+
+    data_dir: str
+    output_dir: str
+    pipeline_name: str = "unet4mri"
+    training: TrainingConfig = TrainingConfig()
+    split_hash_buckets: tuple[int, int, int] = (14, 3, 3)
+    small_max_pixels: int = features.DEFAULT_SMALL_MAX_PIXELS
+    medium_max_pixels: int = features.DEFAULT_MEDIUM_MAX_PIXELS
+    max_rejected_fraction: float = 0.0
+    min_tumor_slice_dice: float = 0.5
+    beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    enable_cache: bool = True
+
+    def __post_init__(self):
+        if len(self.split_hash_buckets) != len(SPLITS) or min(self.split_hash_buckets) < 1:
+            raise ValueError(f"split_hash_buckets needs {len(SPLITS)} positive numbers, got {self.split_hash_buckets}")
+        if not 0.0 <= self.max_rejected_fraction <= 1.0:
+            raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
+        if not 0.0 <= self.min_tumor_slice_dice <= 1.0:
+            raise ValueError(f"min_tumor_slice_dice must be in [0, 1], got {self.min_tumor_slice_dice}")
+        features.tumor_size_bucket(0, self.small_max_pixels, self.medium_max_pixels)  # validates the thresholds
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "tfx")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving_model")
+
+
+def testing_pipeline_config(data_dir: str, output_dir: str, **overrides) -> PipelineConfig:
+    """A tiny configuration for tests: the tiny training config and no quality gate."""
+    values = dict(training=testing_config(), min_tumor_slice_dice=0.0)
+    values.update(overrides)
+    return PipelineConfig(data_dir=data_dir, output_dir=output_dir, **values)

@@ -1,0 +1,1 @@
+"""UNet4MRI: a TFX pipeline for brain-MRI tumor segmentation (library and CLI)."""

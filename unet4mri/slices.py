@@ -1,0 +1,113 @@
+"""Reading brain-MRI slices in the layout of the LGG "kaggle_3m" dataset.
+
+Layout: `<root>/<CASE>/<CASE>_<n>.tif` is one axial slice, uint8 [256, 256, 3]
+(channels pre-contrast, FLAIR, post-contrast), and `<CASE>_<n>_mask.tif` its
+tumor mask, uint8 [256, 256] stored 0/255 (0/1 is accepted too). Files that
+are not TIFFs (the archive's `data.csv`, `README.md`, `.DS_Store`) are ignored.
+The Kaggle archive holds a second full copy of the data in a nested
+`kaggle_3m/` folder: a case is read once, from its shallowest folder.
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tifffile
+
+_SLICE_NAME = re.compile(r"^(?P<case>.+)_(?P<index>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
+
+
+class SliceError(ValueError):
+    """A slice or mask file that cannot be used; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SlicePair:
+    """One slice's image and mask files."""
+
+    case_id: str
+    slice_index: int
+    image_path: str
+    mask_path: str
+
+
+def find_slice_pairs(root: str) -> list[SlicePair]:
+    """All image/mask pairs under `root`, sorted by case and slice number.
+
+    Raises SliceError for a missing folder, a folder without slices, or an
+    image without its mask (and a mask without its image).
+    """
+    root = os.path.realpath(root)
+    if not os.path.isdir(root):
+        raise SliceError(f"data folder not found: {root}")
+    case_folders: dict[str, str] = {}
+    for folder, subfolders, files in sorted(os.walk(root), key=lambda walk: walk[0].count(os.sep)):
+        subfolders.sort()
+        case_id = os.path.basename(folder)
+        if case_id in case_folders or not any(_SLICE_NAME.match(name) for name in files):
+            continue  # a nested duplicate of a case already found, or no slices here
+        case_folders[case_id] = folder
+    pairs = []
+    for case_id, folder in sorted(case_folders.items()):
+        pairs.extend(_case_pairs(case_id, folder))
+    if not pairs:
+        raise SliceError(f"no <case>_<n>.tif slices found under {root}")
+    return pairs
+
+
+def _case_pairs(case_id: str, folder: str) -> list[SlicePair]:
+    images: dict[int, str] = {}
+    masks: dict[int, str] = {}
+    for name in sorted(os.listdir(folder)):
+        match = _SLICE_NAME.match(name)
+        if not match or match["case"] != case_id:
+            continue
+        target = masks if match["mask"] else images
+        target[int(match["index"])] = os.path.join(folder, name)
+    for index, path in images.items():
+        if index not in masks:
+            raise SliceError(f"{path}: slice has no mask file {case_id}_{index}_mask.tif")
+    for index, path in masks.items():
+        if index not in images:
+            raise SliceError(f"{path}: mask has no slice file {case_id}_{index}.tif")
+    return [SlicePair(case_id, index, images[index], masks[index]) for index in sorted(images)]
+
+
+def read_image(path: str) -> np.ndarray:
+    """A slice as uint8 [height, width, 3]; SliceError naming the file if it is not one."""
+    image = _read_tiff(path)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SliceError(f"{path}: expected an image of shape [height, width, 3], got {list(image.shape)}")
+    return image
+
+
+def read_mask(path: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask as uint8 [height, width] with values 0/1 (stored 0/255 or 0/1)."""
+    mask = _read_tiff(path)
+    if mask.ndim == 3 and mask.shape[2] in (1, 3, 4):
+        mask = mask[..., 0]  # some exporters write grey masks as RGB(A)
+    if mask.ndim != 2:
+        raise SliceError(f"{path}: expected a mask of shape [height, width], got {list(mask.shape)}")
+    if shape is not None and mask.shape != tuple(shape):
+        raise SliceError(f"{path}: mask is {list(mask.shape)} but its slice is {list(shape)}")
+    values = np.unique(mask)
+    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+        raise SliceError(f"{path}: mask values must be 0/255 or 0/1, found {values[:8].tolist()}")
+    return (mask > 0).astype(np.uint8)
+
+
+def read_pair(pair: SlicePair) -> tuple[np.ndarray, np.ndarray]:
+    """(image uint8 [H, W, 3], mask uint8 [H, W] in 0/1) of one pair."""
+    image = read_image(pair.image_path)
+    return image, read_mask(pair.mask_path, image.shape[:2])
+
+
+def _read_tiff(path: str) -> np.ndarray:
+    try:
+        array = tifffile.imread(path)
+    except Exception as error:  # tifffile raises many types for damaged files
+        raise SliceError(f"{path}: not a readable TIFF ({type(error).__name__}: {error})") from error
+    if array.dtype != np.uint8:
+        raise SliceError(f"{path}: expected uint8 pixels, got {array.dtype}")
+    return array

@@ -1,0 +1,186 @@
+"""A realistic synthetic dataset in the kaggle_3m layout, deterministic for a seed.
+
+Anatomy comes from the MNI152 2009 templates (T1, grey and white matter, brain
+mask at 1 mm) that ship inside the nilearn wheel and load offline. Each
+synthetic patient is a different in-plane rotation, scale and shift of that
+brain, sampled as axial slices across the whole brain, with its own tissue
+contrasts, bias field and noise, and one or two 3D lesions that are
+hyperintense on FLAIR, of irregular shape and of varied size and contrast, with
+a faint oedema rim outside the mask. About a third of the slices show tumor;
+per-slice tumor areas range from a few dozen to several thousand pixels.
+
+Slices are written as `<out>/<CASE>/<CASE>_<n>.tif`, uint8 [size, size, 3]
+(pre-contrast, FLAIR, post-contrast), and masks as `<CASE>_<n>_mask.tif`,
+uint8 [size, size] stored 0/255, exactly like the LGG kaggle_3m dataset.
+"""
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+FIELD_OF_VIEW_MM = 180.0
+# Tissue intensities on a 0..1 scale per channel (pre-contrast, FLAIR, post-contrast).
+_TISSUE_INTENSITY = {
+    "white_matter": np.array([0.78, 0.42, 0.74]),
+    "grey_matter": np.array([0.56, 0.58, 0.55]),
+    "csf": np.array([0.18, 0.12, 0.20]),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Templates:
+    """MNI152 maps, float32 [x, y, z] at 1 mm, values in 0..1."""
+
+    grey_matter: np.ndarray
+    white_matter: np.ndarray
+    brain: np.ndarray
+    brain_center: np.ndarray  # voxel coordinates of the brain's bounding-box center
+    brain_z_range: tuple[int, int]
+
+
+@functools.lru_cache(maxsize=1)
+def _templates() -> _Templates:
+    from nilearn import datasets  # imported here: slow, and only the generator needs it
+
+    def load(loader):
+        return np.asarray(loader(resolution=1).get_fdata(), dtype=np.float32)
+
+    brain = load(datasets.load_mni152_brain_mask)
+    inside = np.argwhere(brain > 0.5)
+    low, high = inside.min(0), inside.max(0)
+    return _Templates(
+        grey_matter=load(datasets.load_mni152_gm_template),
+        white_matter=load(datasets.load_mni152_wm_template),
+        brain=brain,
+        brain_center=(low + high) / 2.0,
+        brain_z_range=(int(low[2]), int(high[2])),
+    )
+
+
+def case_id(patient_index: int, seed: int) -> str:
+    """Folder name of a synthetic patient, shaped like TCGA_CS_4941_19960909."""
+    site = ("SA", "SB", "SC", "SD")[patient_index % 4]
+    return f"SYN_{site}_{seed % 10000:04d}_{patient_index:04d}"
+
+
+def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
+    """Write `patients` synthetic cases of `slices` axial slices each; returns the case ids.
+
+    A patient depends only on (seed, its index), so a larger dataset extends a
+    smaller one with the same seed.
+    """
+    if patients < 1 or slices < 1:
+        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
+    if not 32 <= image_size <= 1024:
+        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+    ids = []
+    for index in range(patients):
+        rng = np.random.default_rng([seed, index])
+        images, masks = synthesize_case(rng, slices, image_size)
+        ids.append(case_id(index, seed))
+        _write_case(os.path.join(out_dir, ids[-1]), ids[-1], images, masks)
+    return ids
+
+
+def _write_case(folder: str, name: str, images: np.ndarray, masks: np.ndarray) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for number, (image, mask) in enumerate(zip(images, masks), start=1):
+        tifffile.imwrite(os.path.join(folder, f"{name}_{number}.tif"), image)
+        tifffile.imwrite(os.path.join(folder, f"{name}_{number}_mask.tif"), mask * np.uint8(255))
+
+
+def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One patient: images uint8 [slices, size, size, 3] and masks uint8 [slices, size, size] in 0/1."""
+    templates = _templates()
+    coordinates = _sampling_grid(rng, templates, slices, image_size)
+    grey, white, brain = (
+        ndimage.map_coordinates(volume, coordinates, order=1, mode="constant")
+        for volume in (templates.grey_matter, templates.white_matter, templates.brain)
+    )
+    csf = np.clip(brain - grey - white, 0.0, 1.0)
+    lesion = np.zeros_like(brain)
+    oedema = np.zeros_like(brain)
+    for _ in range(1 + (rng.random() < 0.3)):
+        weight, rim = _lesion(rng, templates, coordinates)
+        lesion, oedema = np.maximum(lesion, weight * brain), np.maximum(oedema, rim * brain)
+    contrast = {name: value * rng.normal(1.0, 0.05, 3) for name, value in _TISSUE_INTENSITY.items()}
+    lesion_intensity = np.array([
+        contrast["grey_matter"][0] * rng.uniform(0.75, 0.95),
+        contrast["grey_matter"][1] + rng.uniform(0.15, 0.42),  # FLAIR-hyperintense, sometimes subtle
+        contrast["grey_matter"][2] * (rng.uniform(1.2, 1.5) if rng.random() < 0.3 else rng.uniform(0.8, 1.0)),
+    ])
+    tissue = (
+        white[..., None] * contrast["white_matter"]
+        + grey[..., None] * contrast["grey_matter"]
+        + csf[..., None] * contrast["csf"]
+    )
+    tissue *= 1.0 + 0.12 * oedema[..., None] * np.array([-0.3, 1.0, 0.0])
+    signal = tissue * (1.0 - lesion[..., None]) + lesion[..., None] * brain[..., None] * lesion_intensity
+    signal *= _texture(rng, signal.shape[:3])[..., None] * _bias_field(rng, signal.shape[:3])[..., None]
+    noise_sigma = rng.uniform(0.012, 0.035)
+    signal = np.abs(signal + rng.normal(0.0, noise_sigma, signal.shape))  # magnitude images: Rician-like
+    gain = rng.uniform(0.75, 1.15, 3) * 255.0
+    images = np.clip(signal * gain, 0, 255).astype(np.uint8)
+    masks = (lesion > 0.5).astype(np.uint8)
+    return images, masks
+
+
+def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int, size: int) -> np.ndarray:
+    """Template voxel coordinates [3, slices, size, size] of every output pixel."""
+    z_low, z_high = templates.brain_z_range
+    span = z_high - z_low
+    z_values = np.linspace(z_low + rng.uniform(0.02, 0.1) * span, z_high - rng.uniform(0.02, 0.1) * span, slices)
+    angle = np.deg2rad(rng.uniform(-12, 12))
+    scale = rng.uniform(0.9, 1.1)
+    shift = rng.uniform(-8, 8, 2)
+    millimetres = (np.arange(size) - (size - 1) / 2.0) * (FIELD_OF_VIEW_MM / size)
+    rows, columns = np.meshgrid(millimetres, millimetres, indexing="ij")
+    cos, sin = np.cos(angle), np.sin(angle)
+    # Radiological display: image right is patient left (x), image top is anterior (+y).
+    x = (cos * columns - sin * -rows) / scale + shift[0] + templates.brain_center[0]
+    y = (sin * columns + cos * -rows) / scale + shift[1] + templates.brain_center[1]
+    grid = np.empty((3, slices, size, size), dtype=np.float32)
+    grid[0] = x[None]
+    grid[1] = y[None]
+    grid[2] = z_values[:, None, None]
+    return grid
+
+
+def _lesion(rng: np.random.Generator, templates: _Templates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tumor weight in 0..1, oedema weight in 0..1), each [slices, size, size]."""
+    z_sampled = coordinates[2, :, 0, 0]
+    z_low, z_high = np.percentile(z_sampled, [25, 80])
+    white = np.argwhere(templates.white_matter > 0.6)
+    candidates = white[(white[:, 2] >= z_low) & (white[:, 2] <= z_high)]
+    center = candidates[rng.integers(len(candidates))].astype(np.float32)
+    radius = np.exp(rng.uniform(np.log(5.0), np.log(30.0)))
+    radii = radius * rng.uniform(0.6, 1.4, 3)
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    offsets = coordinates.reshape(3, -1).T - center
+    scaled = (offsets @ rotation) / radii
+    distance = np.linalg.norm(scaled, axis=1)
+    # Irregular outline: a few random low-frequency waves on the unit sphere.
+    for _ in range(4):
+        direction = rng.normal(size=3)
+        distance += rng.uniform(0.05, 0.15) * np.sin(scaled @ direction * rng.uniform(1.5, 3.5) + rng.uniform(0, 2 * np.pi))
+    distance = distance.reshape(coordinates.shape[1:])
+    tumor = np.clip((1.08 - distance) / 0.16, 0.0, 1.0)
+    oedema = np.clip((1.5 - distance) / 0.5, 0.0, 1.0)
+    return tumor, oedema
+
+
+def _texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    coarse = rng.normal(1.0, 0.05, (shape[0], max(shape[1] // 16, 2), max(shape[2] // 16, 2)))
+    return ndimage.zoom(coarse, (1, shape[1] / coarse.shape[1], shape[2] / coarse.shape[2]), order=3)
+
+
+def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A smooth multiplicative intensity inhomogeneity, about +-20 %."""
+    z, v, u = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    coefficients = rng.normal(0.0, 0.08, 6)
+    log_field = coefficients @ np.stack([u, v, z, u * v, u * u - 0.33, v * v - 0.33]).reshape(6, -1)
+    return np.exp(log_field).reshape(shape)
