@@ -1,0 +1,43 @@
+# UNet4MRI: `make run` trains on the embedded synthetic data; `make test` runs the tests.
+# Python 3.10 is required (TFX 1.16; see README). pyenv's 3.10.13 is named in .python-version.
+
+PYTHON ?= python3.10
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= data/synthetic
+OUTPUT_DIR ?= output
+RUN_ARGS ?=
+
+# One Keras for every process: Keras 3 (tensorflow_transform would pick tf_keras if unset).
+export TF_USE_LEGACY_KERAS := 0
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: setup.py requirements/lock.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip<25" wheel setuptools
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The embedded default dataset: 40 synthetic patients x 20 slices, 256x256, seed 0.
+$(DATA_DIR)/.complete: | setup
+	rm -rf $(DATA_DIR).partial
+	$(BIN)/unet4mri generate-data --out $(DATA_DIR).partial --patients 40 --slices 20 --seed 0
+	rm -rf $(DATA_DIR) && mv $(DATA_DIR).partial $(DATA_DIR) && touch $@
+
+run: setup $(DATA_DIR)/.complete
+	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial

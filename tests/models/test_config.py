@@ -1,0 +1,32 @@
+import pytest
+
+from models.config import TrainingConfig, testing_config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model="segnet"), "model must be one of"),
+        (dict(loss="hinge"), "loss must be one of"),
+        (dict(n_filters=12), "n_filters must be one of"),
+        (dict(dropout_rate=1.0), "dropout_rate"),
+        (dict(image_size=100), "multiple of 2\\*\\*depth=16"),
+        (dict(prune_level=2), "prune_level needs model='unetpp'"),
+        (dict(model="unetpp", prune_level=2), "prune_level needs"),
+        (dict(model="unetpp", deep_supervision=True, prune_level=5), "prune_level needs"),
+        (dict(deep_supervision=True), "deep_supervision is a UNet\\+\\+ option"),
+        (dict(tumor_slice_fraction=1.0), "tumor_slice_fraction"),
+    ],
+)
+def test_invalid_options_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig(**kwargs)
+
+
+def test_round_trip_and_unknown_keys():
+    config = testing_config(model="unetpp", deep_supervision=True, prune_level=1)
+    import json
+
+    assert TrainingConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainingConfig.from_dict({"epochs": 2, "epoch": 3})

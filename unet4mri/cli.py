@@ -1,0 +1,169 @@
+"""The `unet4mri` command: a thin parser over the library functions.
+
+Every subcommand is a function the tests call directly; errors a user can act
+on (bad path, bad data, not a model) print one line and exit with status 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from unet4mri import quiet
+
+DEFAULT_DATA_DIR = "data/synthetic"
+DEFAULT_OUTPUT_DIR = "output"
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    from models.config import LOSSES, MODELS, N_FILTERS, TrainingConfig
+
+    defaults = TrainingConfig()
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", choices=MODELS, default=defaults.model, help="network (default: %(default)s)")
+    group.add_argument("--loss", choices=LOSSES, default=defaults.loss, help="loss (default: %(default)s)")
+    group.add_argument("--n-filters", type=int, choices=N_FILTERS, default=defaults.n_filters, help="filters of the first level (default: %(default)s)")
+    group.add_argument("--depth", type=int, default=defaults.depth, help="down-sampling levels (default: %(default)s)")
+    group.add_argument("--dropout", type=float, default=defaults.dropout_rate, help="spatial dropout rate (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    group.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs; early stopping on validation Dice (default: %(default)s)")
+    group.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    group.add_argument("--image-size", type=int, default=defaults.image_size, help="training resolution in pixels (default: %(default)s)")
+    group.add_argument("--tumor-slice-fraction", type=float, default=defaults.tumor_slice_fraction, help="share of tumor slices per batch (default: %(default)s)")
+    group.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    group.add_argument("--deep-supervision", action="store_true", help="UNet++: train every head")
+    group.add_argument("--prune-level", type=int, default=None, help="UNet++ with deep supervision: export the sub-network of this head (1..depth)")
+    group.add_argument("--warm-start", default=None, metavar="SAVED_MODEL", help="initialize from a pushed model")
+    group.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
+
+
+def training_config_from_args(args: argparse.Namespace):
+    from models.config import TrainingConfig
+
+    return TrainingConfig(
+        model=args.model, loss=args.loss, n_filters=args.n_filters, depth=args.depth, dropout_rate=args.dropout,
+        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate, image_size=args.image_size,
+        tumor_slice_fraction=args.tumor_slice_fraction, augment=not args.no_augment,
+        deep_supervision=args.deep_supervision, prune_level=args.prune_level,
+        warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None, seed=args.seed,
+    )
+
+
+def command_generate_data(args: argparse.Namespace) -> int:
+    from unet4mri.synthetic_data import generate_dataset
+
+    ids = generate_dataset(args.out, args.patients, args.slices, args.seed, args.image_size)
+    print(f"wrote {len(ids)} patients x {args.slices} slices ({args.image_size}x{args.image_size}) to {args.out}")
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from pipeline.config import PipelineConfig
+    from pipeline.local_runner import run_local
+    from unet4mri.run_summary import format_summary
+
+    config = PipelineConfig(
+        data_dir=os.path.abspath(args.data_dir),
+        output_dir=os.path.abspath(args.output_dir),
+        training=training_config_from_args(args),
+        min_tumor_slice_dice=args.min_tumor_slice_dice,
+        max_rejected_fraction=args.max_rejected_fraction,
+    )
+    if not os.path.isdir(config.data_dir):
+        raise FileNotFoundError(f"data folder not found: {config.data_dir}")
+    summary = run_local(config)
+    print(format_summary(summary))
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from unet4mri import evaluate
+
+    result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size)
+    evaluate.write_json(result, args.output)
+    overall = {key: value for key, value in result.items() if key not in ("by_size", "slices")}
+    print(json.dumps(overall, indent=2))
+    print(f"wrote {args.output} ({len(result['slices'])} slices)")
+    return 0
+
+
+def command_build_model(args: argparse.Namespace) -> int:
+    from models import networks
+    from models.trainer_module import load_weights_from
+
+    config = training_config_from_args(args)
+    model = networks.build_model(config)
+    if args.weights:
+        if os.path.isdir(args.weights):
+            load_weights_from(model, args.weights)
+        else:
+            model.load_weights(args.weights)
+    if args.summary:
+        model.summary(print_fn=lambda line, **_: print(line))
+    print(f"{config.model}: {model.count_params():,} parameters "
+          f"(n_filters={config.n_filters}, depth={config.depth}, batch size {config.batch_size})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unet4mri", description="Brain-MRI tumor segmentation with a TFX pipeline.")
+    parser.add_argument("--verbose", action="store_true", help="show the stack's logs, warnings and tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate-data", help="write a synthetic dataset in the kaggle_3m layout")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument("--patients", type=int, default=40, help="(default: %(default)s)")
+    generate.add_argument("--slices", type=int, default=20, help="slices per patient (default: %(default)s)")
+    generate.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    generate.add_argument("--image-size", type=int, default=256, help="(default: %(default)s)")
+    generate.set_defaults(handler=command_generate_data)
+
+    run = commands.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
+    run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="slices in the kaggle_3m layout (default: %(default)s)")
+    run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="artifacts, metadata and pushed models (default: %(default)s)")
+    run.add_argument("--min-tumor-slice-dice", type=float, default=0.5, help="blessing threshold on the test split (default: %(default)s)")
+    run.add_argument("--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)")
+    _training_options(run)
+    run.set_defaults(handler=command_run)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a pushed model on a kaggle_3m-layout folder")
+    evaluate.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
+    evaluate.add_argument("--data-dir", required=True, help="slices in the kaggle_3m layout")
+    evaluate.add_argument("--output", required=True, help="JSON file to write")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
+    evaluate.set_defaults(handler=command_evaluate)
+
+    build = commands.add_parser("build-model", help="build a network and print its size")
+    build.add_argument("--weights", default=None, help="a .weights.h5 file or a pushed SavedModel to load")
+    build.add_argument("--summary", action="store_true", help="print the layer summary")
+    _training_options(build)
+    build.set_defaults(handler=command_build_model)
+    return parser
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from components.anomalies_gate import DataValidationError
+    from components.positive_pixel_weight.executor import EmptyClassError
+    from components.slice_example_gen.executor import IngestionError
+    from unet4mri.evaluate import ModelError
+    from unet4mri.slices import SliceError
+
+    return (SliceError, ModelError, IngestionError, DataValidationError, EmptyClassError, FileNotFoundError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet.configure(args.verbose)
+    try:
+        return args.handler(args)
+    except _user_errors() as error:
+        if args.verbose:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"unet4mri: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

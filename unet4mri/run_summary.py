@@ -1,0 +1,142 @@
+"""What a finished local run did, read back from ML Metadata and the artifacts.
+
+- `component_timings`: per pipeline node, the state (complete / cached) and
+  duration of its latest execution;
+- `evaluation_by_bucket`: the Evaluator's metrics, overall and per tumor-size bucket;
+- the blessing, and where the Pusher pushed the model.
+"""
+
+import dataclasses
+import os
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from unet4mri import metrics
+
+_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: "complete",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentRun:
+    component: str
+    state: str
+    seconds: float
+    outputs: dict[str, list[metadata_store_pb2.Artifact]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    components: list[ComponentRun]
+    metrics_by_slice: dict[str, dict[str, float]]
+    blessed: bool | None
+    pushed_to: str | None
+    positive_pixel_weight: float | None
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(f"no ML Metadata store at {metadata_path}: has the pipeline run?")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_component_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> list[ComponentRun]:
+    """The latest execution of every node of the pipeline, in execution order."""
+    runs = []
+    for context in store.get_contexts_by_type("node"):
+        if not context.name.startswith(pipeline_name + "."):
+            continue
+        executions = store.get_executions_by_context(context.id)
+        if not executions:
+            continue
+        latest = max(executions, key=lambda execution: (execution.create_time_since_epoch, execution.id))
+        artifact_ids: dict[str, list[int]] = {}
+        for event in store.get_events_by_execution_ids([latest.id]):
+            if event.type == metadata_store_pb2.Event.OUTPUT and event.path.steps:
+                artifact_ids.setdefault(event.path.steps[0].key, []).append(event.artifact_id)
+        outputs = {key: list(store.get_artifacts_by_id(ids)) for key, ids in artifact_ids.items()}
+        seconds = (latest.last_update_time_since_epoch - latest.create_time_since_epoch) / 1000.0
+        runs.append((latest.create_time_since_epoch, ComponentRun(
+            context.name[len(pipeline_name) + 1 :], _STATES.get(latest.last_known_state, "unknown"), seconds, outputs
+        )))
+    return [run for _, run in sorted(runs, key=lambda pair: pair[0])]
+
+
+def _artifact(runs: list[ComponentRun], component: str, key: str):
+    for run in runs:
+        if run.component == component and run.outputs.get(key):
+            return run.outputs[key][0]
+    return None
+
+
+def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Slice name ('overall' or the bucket) -> metric name -> value, from a TFMA output folder."""
+    import tensorflow_model_analysis as tfma  # heavy: only when reading an evaluation
+
+    result = tfma.load_eval_result(evaluation_uri)
+    by_slice = {}
+    for slice_key, values in result.slicing_metrics:
+        name = "overall" if not slice_key else str(dict(slice_key).popitem()[1])
+        flat = values.get("", {}).get("", {})
+        by_slice[name] = {key: float(flat[key]["doubleValue"]) for key in metrics.METRIC_KEYS if key in flat}
+    return by_slice
+
+
+def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
+    import json
+
+    store = open_store(metadata_path)
+    runs = latest_component_runs(store, pipeline_name)
+    evaluation = _artifact(runs, "Evaluator", "evaluation")
+    blessing = _artifact(runs, "Evaluator", "blessing")
+    pushed = _artifact(runs, "Pusher", "pushed_model")
+    weights = _artifact(runs, "PositivePixelWeight", "hyperparameters")
+    weight = None
+    if weights is not None:
+        files = os.listdir(weights.uri)
+        if files:
+            with open(os.path.join(weights.uri, files[0])) as source:
+                weight = json.load(source).get("positive_pixel_weight")
+    pushed_to = None
+    if pushed is not None and pushed.custom_properties.get("pushed") and pushed.custom_properties["pushed"].int_value:
+        pushed_to = pushed.custom_properties["pushed_destination"].string_value
+    return RunSummary(
+        components=runs,
+        metrics_by_slice=evaluation_metrics(evaluation.uri) if evaluation is not None else {},
+        blessed=bool(blessing.custom_properties["blessed"].int_value) if blessing is not None and "blessed" in blessing.custom_properties else None,
+        pushed_to=pushed_to,
+        positive_pixel_weight=weight,
+    )
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The summary as plain-text tables."""
+    lines = ["Components:"]
+    for run in summary.components:
+        lines.append(f"  {run.component:<22} {run.state:<9} {run.seconds:8.1f} s")
+    total = sum(run.seconds for run in summary.components)
+    lines.append(f"  {'total':<22} {'':<9} {total:8.1f} s")
+    if summary.positive_pixel_weight is not None:
+        lines.append(f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}")
+    if summary.metrics_by_slice:
+        order = ["overall", "small", "medium", "large", "none"]
+        names = [name for name in order if name in summary.metrics_by_slice]
+        lines.append("Evaluation on the test patients (threshold 0.5; definitions in README):")
+        lines.append(f"  {'metric':<28}" + "".join(f"{name:>10}" for name in names))
+        for key in metrics.METRIC_KEYS:
+            cells = []
+            for name in names:
+                value = summary.metrics_by_slice[name].get(key, float("nan"))
+                cells.append(f"{value:>10.3f}" if value == value else f"{'-':>10}")
+            lines.append(f"  {key:<28}" + "".join(cells))
+    lines.append(f"Blessed: {'yes' if summary.blessed else 'no'}")
+    lines.append(f"Pushed to: {summary.pushed_to}" if summary.pushed_to else "Pushed: no (model not blessed or push skipped)")
+    return "\n".join(lines)
