@@ -84,7 +84,8 @@ def test_per_image_reduction_differs_from_batch_reduction():
     batch = float(losses.soft_dice_loss(y, x, reduction="batch"))
     image = float(losses.soft_dice_loss(y, x, reduction="image"))
     assert batch == pytest.approx(1 - (2 + 1) / (2 + 0.5 * 2 + 0.5 * 2 + 1))
-    assert image == pytest.approx(((1 - 3 / 5) + (1 - 1 / 3)) / 2)
+    # image 1: tp=2, fn=2, fp=0 -> 3/4; image 2: tp=0, fn=0, fp=2 -> 1/2
+    assert image == pytest.approx(((1 - 3 / 4) + (1 - 1 / 2)) / 2)
     with pytest.raises(ValueError, match="reduction"):
         losses.soft_dice_loss(y, x, reduction="pixel")
 
