@@ -96,10 +96,10 @@ def train(
 def load_weights_from(model: keras.Model, saved_model_dir: str) -> None:
     """Warm start: copy the variables of a pushed SavedModel into `model` by name and shape."""
     loaded = tf.saved_model.load(saved_model_dir)
-    by_path = {variable.name: variable for variable in loaded.variables}
+    by_path = {variable.name.split(":")[0]: variable for variable in loaded.variables}  # "x0_0_conv1/kernel:0"
     matched = 0
     for variable in model.variables:
-        source = by_path.get(variable.path) or by_path.get(variable.name)
+        source = by_path.get(variable.path)
         if source is not None and tuple(source.shape) == tuple(variable.shape):
             variable.assign(source.numpy())
             matched += 1

@@ -1,0 +1,84 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import networks
+from models.config import testing_config
+from models.export import export_serving_model
+from models.trainer_module import load_weights_from
+from tests.models.helpers import write_examples
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    config = testing_config(dropout_rate=0.0)
+    model = networks.build_model(config)
+    directory = str(tmp_path_factory.mktemp("export") / "model")
+    export_serving_model(model, config, directory)
+    return model, config, directory
+
+
+def test_loads_in_a_fresh_process_without_this_project(exported, tmp_path):
+    _, _, directory = exported
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        model = tf.saved_model.load({directory!r})
+        out = model.signatures["predict_images"](images=tf.zeros([2, 300, 200, 3], tf.uint8))
+        print(out["probabilities"].shape, out["mask"].dtype.name)
+    """)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 300, 200) uint8"
+
+
+def test_signatures_match_the_keras_model(exported, tiny_dataset, tmp_path):
+    model, config, directory = exported
+    loaded = tf.saved_model.load(directory)
+    pattern = write_examples(tiny_dataset, str(tmp_path))
+    serialized = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(2)))
+    from_examples = loaded.signatures["serving_default"](examples=serialized)
+    from models.input_pipeline import parse_examples
+
+    images, _ = parse_examples(serialized)
+    from_images = loaded.signatures["predict_images"](images=images)
+    np.testing.assert_allclose(from_examples["probabilities"].numpy(), from_images["probabilities"].numpy(), atol=1e-6)
+    assert from_images["probabilities"].shape == (2, 256, 256)
+    # Same as resizing, calling the Keras model, resizing back and applying the sigmoid by hand.
+    resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size] * 2, method="area")
+    expected = tf.sigmoid(tf.image.resize(model(resized), [256, 256])[..., 0])
+    np.testing.assert_allclose(from_images["probabilities"].numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(from_images["mask"].numpy(), (expected.numpy() > 0.5).astype(np.uint8))
+
+
+def test_wrong_inputs_are_rejected_with_a_clear_error(exported):
+    _, _, directory = exported
+    predict = tf.saved_model.load(directory).signatures["predict_images"]
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError), match="3 channels|shape|dtype|Tensor"):
+        predict(images=tf.zeros([1, 32, 32, 4], tf.uint8))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError)):
+        predict(images=tf.zeros([1, 32, 32, 3], tf.float32))
+
+
+def test_batch_norm_statistics_are_trained_and_survive_export(tmp_path):
+    config = testing_config(dropout_rate=0.0)
+    model = networks.build_model(config)
+    batch_norm = model.get_layer("x0_0_bn1")
+    before = batch_norm.moving_mean.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(images, np.zeros((8, 32, 32, 1), "float32"), epochs=2, verbose=0)
+    after = batch_norm.moving_mean.numpy()
+    assert not np.allclose(before, after)
+    directory = str(tmp_path / "model")
+    export_serving_model(model, config, directory)
+    fresh = networks.build_model(config)
+    load_weights_from(fresh, directory)
+    np.testing.assert_allclose(fresh.get_layer("x0_0_bn1").moving_mean.numpy(), after)
+    np.testing.assert_allclose(fresh(images[:2]).numpy(), model(images[:2]).numpy(), atol=1e-4)
