@@ -32,7 +32,7 @@ $(DATA_DIR)/.complete: | setup
 run: setup $(DATA_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q tests
 
 lint: setup

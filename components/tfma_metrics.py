@@ -80,11 +80,13 @@ def _segmentation_computations(
                 key: metric_types.MetricKey(name=key, model_name=model_name, output_name=output_name, example_weighted=None)
                 for key in metrics.METRIC_KEYS
             }
-            computations.append(metric_types.MetricComputation(
-                keys=list(keys.values()),
-                preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.CASE_ID, features.SLICE_INDEX])],
-                combiner=_SegmentationCombiner(keys),
-            ))
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=list(keys.values()),
+                    preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.CASE_ID, features.SLICE_INDEX])],
+                    combiner=_SegmentationCombiner(keys),
+                )
+            )
     return computations
 
 

@@ -50,8 +50,7 @@ def tumor_size_bucket(
         raise ValueError(f"tumor_pixels must be >= 0, got {tumor_pixels}")
     if not 0 < small_max_pixels < medium_max_pixels:
         raise ValueError(
-            "bucket thresholds must satisfy 0 < small_max_pixels < medium_max_pixels, "
-            f"got {small_max_pixels}, {medium_max_pixels}"
+            f"bucket thresholds must satisfy 0 < small_max_pixels < medium_max_pixels, got {small_max_pixels}, {medium_max_pixels}"
         )
     if tumor_pixels == 0:
         return BUCKET_NONE

@@ -69,8 +69,7 @@ class TrainingConfig:
             ),
             (self.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}"),
             (
-                self.prune_level is None
-                or (self.model == "unetpp" and self.deep_supervision and 1 <= self.prune_level <= self.depth),
+                self.prune_level is None or (self.model == "unetpp" and self.deep_supervision and 1 <= self.prune_level <= self.depth),
                 "prune_level needs model='unetpp' with deep_supervision (the heads it keeps are trained only then) "
                 f"and a level in 1..depth={self.depth}, got {self.prune_level}",
             ),

@@ -59,17 +59,28 @@ def augment(image, mask, seed):
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     center = (size - 1.0) / 2.0
     # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
-    transform = tf.stack([
-        cos, -sin, center - cos * center + sin * center + shift[0],
-        sin, cos, center - sin * center - cos * center + shift[1],
-        0.0, 0.0,
-    ])[None]
+    transform = tf.stack(
+        [
+            cos,
+            -sin,
+            center - cos * center + sin * center + shift[0],
+            sin,
+            cos,
+            center - sin * center - cos * center + shift[1],
+            0.0,
+            0.0,
+        ]
+    )[None]
     output_shape = tf.shape(image)[:2]
 
     def warp(x, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None], transforms=transform, output_shape=output_shape,
-            interpolation=interpolation, fill_mode="CONSTANT", fill_value=0.0,
+            images=x[None],
+            transforms=transform,
+            output_shape=output_shape,
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
+            fill_value=0.0,
         )[0]
 
     image = warp(image, "BILINEAR")
@@ -132,9 +143,7 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
         mixed = decoded.repeat().shuffle(1024, seed=config.seed)
     if config.augment:
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
-        mixed = tf.data.Dataset.zip((mixed, seeds)).map(
-            lambda pair, seed: augment(*pair, seed), num_parallel_calls=AUTOTUNE
-        )
+        mixed = tf.data.Dataset.zip((mixed, seeds)).map(lambda pair, seed: augment(*pair, seed), num_parallel_calls=AUTOTUNE)
     return mixed.batch(config.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 

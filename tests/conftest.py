@@ -41,3 +41,16 @@ def random_pair(rng: np.random.Generator, size: int = 256, tumor: bool = True) -
     if tumor:
         mask[size // 4 : size // 2, size // 3 : size // 2] = 255
     return image, mask
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """An untrained tiny network exported as our SavedModel."""
+    from models import networks
+    from models.config import testing_config
+    from models.export import export_serving_model
+
+    config = testing_config()
+    directory = str(tmp_path_factory.mktemp("tiny_model") / "1")
+    export_serving_model(networks.build_model(config), config, directory)
+    return directory

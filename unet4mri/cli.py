@@ -22,17 +22,28 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--model", choices=MODELS, default=defaults.model, help="network (default: %(default)s)")
     group.add_argument("--loss", choices=LOSSES, default=defaults.loss, help="loss (default: %(default)s)")
-    group.add_argument("--n-filters", type=int, choices=N_FILTERS, default=defaults.n_filters, help="filters of the first level (default: %(default)s)")
+    group.add_argument(
+        "--n-filters", type=int, choices=N_FILTERS, default=defaults.n_filters, help="filters of the first level (default: %(default)s)"
+    )
     group.add_argument("--depth", type=int, default=defaults.depth, help="down-sampling levels (default: %(default)s)")
     group.add_argument("--dropout", type=float, default=defaults.dropout_rate, help="spatial dropout rate (default: %(default)s)")
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-    group.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs; early stopping on validation Dice (default: %(default)s)")
+    group.add_argument(
+        "--epochs", type=int, default=defaults.epochs, help="maximum epochs; early stopping on validation Dice (default: %(default)s)"
+    )
     group.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
     group.add_argument("--image-size", type=int, default=defaults.image_size, help="training resolution in pixels (default: %(default)s)")
-    group.add_argument("--tumor-slice-fraction", type=float, default=defaults.tumor_slice_fraction, help="share of tumor slices per batch (default: %(default)s)")
+    group.add_argument(
+        "--tumor-slice-fraction",
+        type=float,
+        default=defaults.tumor_slice_fraction,
+        help="share of tumor slices per batch (default: %(default)s)",
+    )
     group.add_argument("--no-augment", action="store_true", help="train without augmentation")
     group.add_argument("--deep-supervision", action="store_true", help="UNet++: train every head")
-    group.add_argument("--prune-level", type=int, default=None, help="UNet++ with deep supervision: export the sub-network of this head (1..depth)")
+    group.add_argument(
+        "--prune-level", type=int, default=None, help="UNet++ with deep supervision: export the sub-network of this head (1..depth)"
+    )
     group.add_argument("--warm-start", default=None, metavar="SAVED_MODEL", help="initialize from a pushed model")
     group.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
 
@@ -41,11 +52,21 @@ def training_config_from_args(args: argparse.Namespace):
     from models.config import TrainingConfig
 
     return TrainingConfig(
-        model=args.model, loss=args.loss, n_filters=args.n_filters, depth=args.depth, dropout_rate=args.dropout,
-        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate, image_size=args.image_size,
-        tumor_slice_fraction=args.tumor_slice_fraction, augment=not args.no_augment,
-        deep_supervision=args.deep_supervision, prune_level=args.prune_level,
-        warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None, seed=args.seed,
+        model=args.model,
+        loss=args.loss,
+        n_filters=args.n_filters,
+        depth=args.depth,
+        dropout_rate=args.dropout,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        image_size=args.image_size,
+        tumor_slice_fraction=args.tumor_slice_fraction,
+        augment=not args.no_augment,
+        deep_supervision=args.deep_supervision,
+        prune_level=args.prune_level,
+        warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None,
+        seed=args.seed,
     )
 
 
@@ -100,8 +121,10 @@ def command_build_model(args: argparse.Namespace) -> int:
             model.load_weights(args.weights)
     if args.summary:
         model.summary(print_fn=lambda line, **_: print(line))
-    print(f"{config.model}: {model.count_params():,} parameters "
-          f"(n_filters={config.n_filters}, depth={config.depth}, batch size {config.batch_size})")
+    print(
+        f"{config.model}: {model.count_params():,} parameters "
+        f"(n_filters={config.n_filters}, depth={config.depth}, batch size {config.batch_size})"
+    )
     return 0
 
 
@@ -122,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="slices in the kaggle_3m layout (default: %(default)s)")
     run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="artifacts, metadata and pushed models (default: %(default)s)")
     run.add_argument("--min-tumor-slice-dice", type=float, default=0.5, help="blessing threshold on the test split (default: %(default)s)")
-    run.add_argument("--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)")
+    run.add_argument(
+        "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
+    )
     _training_options(run)
     run.set_defaults(handler=command_run)
 

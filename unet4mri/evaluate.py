@@ -85,9 +85,7 @@ def report(
         for bucket in features.TUMOR_SIZE_BUCKETS
         if bucket in by_bucket
     }
-    result["slices"] = [
-        {**dataclasses.asdict(count), "dice": count.dice, "iou": count.iou} for count in counts
-    ]
+    result["slices"] = [{**dataclasses.asdict(count), "dice": count.dice, "iou": count.iou} for count in counts]
     for row in result["slices"]:
         del row["intersection"]
     return _nan_to_none(result)

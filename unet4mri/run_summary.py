@@ -64,9 +64,12 @@ def latest_component_runs(store: metadata_store.MetadataStore, pipeline_name: st
                 artifact_ids.setdefault(event.path.steps[0].key, []).append(event.artifact_id)
         outputs = {key: list(store.get_artifacts_by_id(ids)) for key, ids in artifact_ids.items()}
         seconds = (latest.last_update_time_since_epoch - latest.create_time_since_epoch) / 1000.0
-        runs.append((latest.create_time_since_epoch, ComponentRun(
-            context.name[len(pipeline_name) + 1 :], _STATES.get(latest.last_known_state, "unknown"), seconds, outputs
-        )))
+        runs.append(
+            (
+                latest.create_time_since_epoch,
+                ComponentRun(context.name[len(pipeline_name) + 1 :], _STATES.get(latest.last_known_state, "unknown"), seconds, outputs),
+            )
+        )
     return [run for _, run in sorted(runs, key=lambda pair: pair[0])]
 
 
@@ -111,7 +114,9 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     return RunSummary(
         components=runs,
         metrics_by_slice=evaluation_metrics(evaluation.uri) if evaluation is not None else {},
-        blessed=bool(blessing.custom_properties["blessed"].int_value) if blessing is not None and "blessed" in blessing.custom_properties else None,
+        blessed=bool(blessing.custom_properties["blessed"].int_value)
+        if blessing is not None and "blessed" in blessing.custom_properties
+        else None,
         pushed_to=pushed_to,
         positive_pixel_weight=weight,
     )

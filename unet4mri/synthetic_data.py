@@ -108,16 +108,14 @@ def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> t
         weight, rim = _lesion(rng, templates, coordinates)
         lesion, oedema = np.maximum(lesion, weight * brain), np.maximum(oedema, rim * brain)
     contrast = {name: value * rng.normal(1.0, 0.05, 3) for name, value in _TISSUE_INTENSITY.items()}
-    lesion_intensity = np.array([
-        contrast["grey_matter"][0] * rng.uniform(0.75, 0.95),
-        contrast["grey_matter"][1] + rng.uniform(0.15, 0.42),  # FLAIR-hyperintense, sometimes subtle
-        contrast["grey_matter"][2] * (rng.uniform(1.2, 1.5) if rng.random() < 0.3 else rng.uniform(0.8, 1.0)),
-    ])
-    tissue = (
-        white[..., None] * contrast["white_matter"]
-        + grey[..., None] * contrast["grey_matter"]
-        + csf[..., None] * contrast["csf"]
+    lesion_intensity = np.array(
+        [
+            contrast["grey_matter"][0] * rng.uniform(0.75, 0.95),
+            contrast["grey_matter"][1] + rng.uniform(0.15, 0.42),  # FLAIR-hyperintense, sometimes subtle
+            contrast["grey_matter"][2] * (rng.uniform(1.2, 1.5) if rng.random() < 0.3 else rng.uniform(0.8, 1.0)),
+        ]
     )
+    tissue = white[..., None] * contrast["white_matter"] + grey[..., None] * contrast["grey_matter"] + csf[..., None] * contrast["csf"]
     tissue *= 1.0 + 0.12 * oedema[..., None] * np.array([-0.3, 1.0, 0.0])
     signal = tissue * (1.0 - lesion[..., None]) + lesion[..., None] * brain[..., None] * lesion_intensity
     signal *= _texture(rng, signal.shape[:3])[..., None] * _bias_field(rng, signal.shape[:3])[..., None]

@@ -28,9 +28,7 @@ def mask_pixel_counts(serialized: bytes) -> np.ndarray:
 
 def weight_statistics(positive: int, negative: int) -> dict[str, Any]:
     if positive == 0 or negative == 0:
-        raise EmptyClassError(
-            f"cannot weight classes: the split has {positive} tumor and {negative} background pixels"
-        )
+        raise EmptyClassError(f"cannot weight classes: the split has {positive} tumor and {negative} background pixels")
     return {
         "positive_pixel_weight": negative / positive,
         "positive_pixels": positive,

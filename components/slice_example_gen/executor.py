@@ -78,16 +78,20 @@ def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_p
     def string(value: bytes):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE: string(np.ascontiguousarray(image).tobytes()),
-        features.MASK: string(np.ascontiguousarray(mask).tobytes()),
-        features.CASE_ID: string(pair.case_id.encode()),
-        features.SLICE_INDEX: int64(pair.slice_index),
-        features.TUMOR_PIXELS: int64(tumor_pixels),
-        features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
-        features.HEIGHT: int64(image.shape[0]),
-        features.WIDTH: int64(image.shape[1]),
-    }))
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                features.IMAGE: string(np.ascontiguousarray(image).tobytes()),
+                features.MASK: string(np.ascontiguousarray(mask).tobytes()),
+                features.CASE_ID: string(pair.case_id.encode()),
+                features.SLICE_INDEX: int64(pair.slice_index),
+                features.TUMOR_PIXELS: int64(tumor_pixels),
+                features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
+                features.HEIGHT: int64(image.shape[0]),
+                features.WIDTH: int64(image.shape[1]),
+            }
+        )
+    )
 
 
 class _ReadSlice(beam.DoFn):

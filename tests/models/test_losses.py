@@ -46,9 +46,9 @@ def test_focal_loss_hand_computed():
 def test_focal_loss_down_weights_easy_pixels():
     y = truth([0, 0])
     easy, hard = logits_for([0.05, 0.05]), logits_for([0.6, 0.6])
-    assert float(losses.focal_loss(y, hard)) / float(losses.focal_loss(y, easy)) > float(
-        losses.binary_cross_entropy(y, hard)
-    ) / float(losses.binary_cross_entropy(y, easy))
+    assert float(losses.focal_loss(y, hard)) / float(losses.focal_loss(y, easy)) > float(losses.binary_cross_entropy(y, hard)) / float(
+        losses.binary_cross_entropy(y, easy)
+    )
 
 
 @pytest.mark.parametrize("name", LOSSES)

@@ -5,7 +5,6 @@ import tensorflow as tf
 from models import networks, unetpp
 from models.config import testing_config
 
-
 CASES = [
     dict(model="unet", depth=1, n_filters=8, image_size=16),
     dict(model="unet", depth=3, n_filters=8, image_size=24, dropout_rate=0.0),

@@ -17,7 +17,12 @@ def test_finds_pairs_sorted_by_case_and_number(tmp_path):
     (tmp_path / "CASE_A" / ".DS_Store").write_bytes(b"\0\1")
     pairs = slices.find_slice_pairs(str(tmp_path))
     assert [(p.case_id, p.slice_index) for p in pairs] == [
-        ("CASE_A", 1), ("CASE_A", 2), ("CASE_A", 10), ("CASE_B", 1), ("CASE_B", 2), ("CASE_B", 10)
+        ("CASE_A", 1),
+        ("CASE_A", 2),
+        ("CASE_A", 10),
+        ("CASE_B", 1),
+        ("CASE_B", 2),
+        ("CASE_B", 10),
     ]
 
 

@@ -1,0 +1,126 @@
+import csv
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.slice_example_gen import executor
+from data_schema import features
+from pipeline.config import SPLITS
+from unet4mri import slices
+
+
+def run_executor(input_base: str, out_dir: str, **options) -> standard_artifacts.Examples:
+    examples = standard_artifacts.Examples()
+    examples.uri = out_dir
+    output_config = example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=b) for name, b in zip(SPLITS, (14, 3, 3))],
+            partition_feature_name=features.CASE_ID,
+        )
+    )
+    exec_properties = {
+        standard_component_specs.INPUT_BASE_KEY: input_base,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=executor.SLICE_FILES_PATTERN)])
+        ),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(executor.make_custom_config(**options)),
+    }
+    executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return examples
+
+
+def read_split(out_dir: str, split: str) -> list[tf.train.Example]:
+    files = tf.io.gfile.glob(os.path.join(out_dir, f"Split-{split}", "*"))
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def value(example: tf.train.Example, name: str):
+    feature = example.features.feature[name]
+    return feature.bytes_list.value[0] if feature.HasField("bytes_list") else feature.int64_list.value[0]
+
+
+def test_examples_hold_the_slices_and_patients_never_share_splits(tiny_dataset, tmp_path):
+    run_executor(tiny_dataset, str(tmp_path))
+    patients_by_split = {}
+    examples = {}
+    for split in SPLITS:
+        split_examples = read_split(str(tmp_path), split)
+        assert split_examples, f"split {split} is empty"
+        patients_by_split[split] = {value(e, features.CASE_ID) for e in split_examples}
+        for example in split_examples:
+            examples[(value(example, features.CASE_ID).decode(), value(example, features.SLICE_INDEX))] = example
+    train, evaluation, test = patients_by_split.values()
+    assert not (train & evaluation or train & test or evaluation & test)
+    pairs = slices.find_slice_pairs(tiny_dataset)
+    assert sorted(examples) == sorted((p.case_id, p.slice_index) for p in pairs)
+    pair = next(p for p in pairs if slices.read_mask(p.mask_path).any())
+    example = examples[(pair.case_id, pair.slice_index)]
+    image, mask = slices.read_pair(pair)
+    assert value(example, features.IMAGE) == image.tobytes()
+    assert value(example, features.MASK) == mask.tobytes()
+    assert value(example, features.TUMOR_PIXELS) == int(mask.sum())
+    assert value(example, features.TUMOR_SIZE_BUCKET).decode() == features.tumor_size_bucket(int(mask.sum()))
+    assert (value(example, features.HEIGHT), value(example, features.WIDTH)) == (256, 256)
+    with open(tmp_path / executor.REJECTED_FILE) as rejected:
+        assert list(csv.reader(rejected)) == [["path", "reason"]]
+
+
+@pytest.fixture
+def dataset_with_a_corrupt_slice(tiny_dataset, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_dataset, copy)
+    bad = slices.find_slice_pairs(str(copy))[3].image_path
+    with open(bad, "r+b") as handle:
+        handle.truncate(64)
+    return str(copy), bad
+
+
+def test_a_corrupt_slice_fails_the_run_naming_the_file(dataset_with_a_corrupt_slice, tmp_path):
+    data, bad = dataset_with_a_corrupt_slice
+    with pytest.raises(executor.IngestionError, match=rf"{os.path.basename(bad)}: not a readable TIFF .*1 of 60 slices rejected"):
+        run_executor(data, str(tmp_path / "out"))
+
+
+def test_rejected_slices_are_recorded_when_tolerated(dataset_with_a_corrupt_slice, tmp_path):
+    data, bad = dataset_with_a_corrupt_slice
+    run_executor(data, str(tmp_path / "out"), max_rejected_fraction=0.05)
+    with open(tmp_path / "out" / executor.REJECTED_FILE) as rejected:
+        rows = list(csv.reader(rejected))
+    assert rows[0] == ["path", "reason"] and [row[0] for row in rows[1:]] == [bad]
+    assert sum(len(read_split(str(tmp_path / "out"), split)) for split in SPLITS) == 59
+
+
+def test_custom_bucket_thresholds_are_used(tiny_dataset, tmp_path):
+    run_executor(tiny_dataset, str(tmp_path), small_max_pixels=1, medium_max_pixels=2)
+    buckets = {value(e, features.TUMOR_SIZE_BUCKET).decode() for s in SPLITS for e in read_split(str(tmp_path), s)}
+    assert buckets == {"none", "large"}
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(ValueError, match="unknown ingestion options"):
+        executor.make_custom_config(max_rejected=0.1)
+
+
+def test_bucket_function_boundaries():
+    assert [features.tumor_size_bucket(n, 10, 20) for n in (0, 1, 10, 11, 20, 21)] == [
+        "none",
+        "small",
+        "small",
+        "medium",
+        "medium",
+        "large",
+    ]
+    with pytest.raises(ValueError, match="tumor_pixels"):
+        features.tumor_size_bucket(-1)
+    with pytest.raises(ValueError, match="thresholds"):
+        features.tumor_size_bucket(1, 20, 10)
+    assert np.all(np.array([features.tumor_size_bucket(0)]) == "none")
