@@ -42,8 +42,7 @@ def find_slice_pairs(root: str) -> list[SlicePair]:
     if not os.path.isdir(root):
         raise SliceError(f"data folder not found: {root}")
     case_folders: dict[str, str] = {}
-    for folder, subfolders, files in sorted(os.walk(root), key=lambda walk: walk[0].count(os.sep)):
-        subfolders.sort()
+    for folder, files in sorted(_walk(root), key=lambda walk: walk[0].count(os.sep)):
         case_id = os.path.basename(folder)
         if case_id in case_folders or not any(_SLICE_NAME.match(name) for name in files):
             continue  # a nested duplicate of a case already found, or no slices here
@@ -54,6 +53,19 @@ def find_slice_pairs(root: str) -> list[SlicePair]:
     if not pairs:
         raise SliceError(f"no <case>_<n>.tif slices found under {root}")
     return pairs
+
+
+def _walk(root: str):
+    """(folder, file names) under root, following symbolic links to folders but never in a loop."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        yield folder, files
 
 
 def _case_pairs(case_id: str, folder: str) -> list[SlicePair]:

@@ -99,3 +99,12 @@ def test_mask_of_another_size_or_grey_values_is_rejected(tmp_path):
     tifffile.imwrite(path, np.arange(256, dtype=np.uint8).reshape(16, 16))
     with pytest.raises(slices.SliceError, match="0/255 or 0/1"):
         slices.read_mask(path)
+
+
+def test_symbolic_links_to_case_folders_are_followed_without_looping(tmp_path):
+    write_pair(tmp_path / "store", "CASE_A", 1, *random_pair(np.random.default_rng(0)))
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "store" / "CASE_A", tmp_path / "data" / "CASE_A")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "CASE_A_loop")  # a loop back to the root
+    pairs = slices.find_slice_pairs(str(tmp_path / "data"))
+    assert [(p.case_id, p.slice_index) for p in pairs] == [("CASE_A", 1)]
