@@ -21,6 +21,8 @@ setup(
         "tifffile",
         "pillow",
         "nilearn",
+        "matplotlib",
+        "tqdm",
     ],
     extras_require={"test": ["pytest", "hypothesis", "ruff"]},
     entry_points={"console_scripts": ["unet4mri=unet4mri.cli:main"]},

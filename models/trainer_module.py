@@ -10,6 +10,7 @@ Inputs through TFX:
 """
 
 import dataclasses
+import json
 import logging
 import os
 
@@ -23,6 +24,7 @@ from models.segmentation_metrics import TumorSliceMetric
 
 POSITIVE_PIXEL_WEIGHT = "positive_pixel_weight"
 BEST_WEIGHTS_FILE = "best.weights.h5"
+HISTORY_FILE = "history.json"  # per-epoch training and validation metrics, in the model_run folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +79,16 @@ def train(
     ]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))
+    heads = len(model.outputs)
+
+    def per_head(dataset):  # deep supervision: every head learns the same mask
+        return dataset if heads == 1 else dataset.map(lambda images, masks: (images, (masks,) * heads))
+
     history = model.fit(
-        input_pipeline.training_dataset(train_files, config, oversample=oversample),
+        per_head(input_pipeline.training_dataset(train_files, config, oversample=oversample)),
         steps_per_epoch=max(slices // config.batch_size, 1),
         epochs=config.epochs,
-        validation_data=input_pipeline.evaluation_dataset(eval_files, config),
+        validation_data=per_head(input_pipeline.evaluation_dataset(eval_files, config)),
         callbacks=callbacks,
         verbose=2,
     )
@@ -123,4 +130,7 @@ def run_fn(fn_args) -> None:
         initial_weights=warm_start,
     )
     logging.info("best epoch %d of %d", result.best_epoch, len(next(iter(result.history.values()), [])))
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as out:
+        history = {key: [float(value) for value in values] for key, values in result.history.items()}
+        json.dump({"best_epoch": result.best_epoch, "config": dataclasses.asdict(config), "history": history}, out)
     export_serving_model(result.model, config, fn_args.serving_model_dir)

@@ -54,3 +54,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
     directory = str(tmp_path_factory.mktemp("tiny_model") / "1")
     export_serving_model(networks.build_model(config), config, directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """(config, summary) of one LocalDagRunner run of the whole pipeline on the tiny dataset."""
+    from pipeline.config import testing_pipeline_config
+    from pipeline.local_runner import run_local
+
+    config = testing_pipeline_config(tiny_dataset, str(tmp_path_factory.mktemp("run")))
+    return config, run_local(config)

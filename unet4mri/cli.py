@@ -94,6 +94,30 @@ def command_run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"data folder not found: {config.data_dir}")
     summary = run_local(config)
     print(format_summary(summary))
+    if not args.no_report:
+        from unet4mri.report import build_report
+
+        print(f"Report: {build_report(config.output_dir, pipeline_name=config.pipeline_name)}")
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from unet4mri.predict import predict_folder
+
+    results = predict_folder(args.model, args.input, args.output, args.threshold, args.batch_size)
+    cases = {row.case_id for row in results}
+    with_tumor = sum(row.pred_pixels > 0 for row in results)
+    print(
+        f"predicted {len(results)} slices of {len(cases)} cases ({with_tumor} with tumor); masks, overlays, "
+        f"slices.csv and cases.csv in {args.output}"
+    )
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from unet4mri.report import build_report
+
+    print(f"Report: {build_report(args.run_dir, args.output)}")
     return 0
 
 
@@ -148,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
     )
+    run.add_argument("--no-report", action="store_true", help="do not write OUTPUT_DIR/report.html")
     _training_options(run)
     run.set_defaults(handler=command_run)
 
@@ -157,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", required=True, help="JSON file to write")
     evaluate.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     evaluate.set_defaults(handler=command_evaluate)
+
+    predict = commands.add_parser("predict", help="segment new slices: masks, overlays and CSV summaries")
+    predict.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
+    predict.add_argument("--input", required=True, help="one slice (TIFF/PNG), a case folder or a kaggle_3m-layout root")
+    predict.add_argument("--output", required=True, help="folder for the results")
+    predict.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is tumor (default: %(default)s)")
+    predict.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
+    predict.set_defaults(handler=command_predict)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a run")
+    report.add_argument("--run-dir", required=True, help="the --output-dir of `unet4mri run`")
+    report.add_argument("--output", default=None, help="HTML file (default: RUN_DIR/report.html)")
+    report.set_defaults(handler=command_report)
 
     build = commands.add_parser("build-model", help="build a network and print its size")
     build.add_argument("--weights", default=None, help="a .weights.h5 file or a pushed SavedModel to load")

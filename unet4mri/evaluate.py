@@ -22,8 +22,9 @@ class ModelError(ValueError):
     """A model directory that is not one of our SavedModels."""
 
 
-def load_predictor(model_dir: str):
-    """The `predict_images` function of a SavedModel: uint8 [B, H, W, 3] -> {'probabilities', 'mask'}."""
+def load_predictor(model_dir: str, output: str = "mask"):
+    """The `predict_images` function of a SavedModel: images uint8 [B, H, W, 3] -> `output`
+    ('mask': uint8 [B, H, W] in 0/1; 'probabilities': float32 [B, H, W])."""
     import tensorflow as tf  # heavy: imported when a model is used
 
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
@@ -34,8 +35,7 @@ def load_predictor(model_dir: str):
     signature = loaded.signatures[PREDICT_SIGNATURE]
 
     def predict(images: np.ndarray) -> np.ndarray:
-        """images uint8 [B, H, W, 3] -> predicted binary masks uint8 [B, H, W]."""
-        return signature(images=tf.constant(images, tf.uint8))["mask"].numpy()
+        return signature(images=tf.constant(images, tf.uint8))[output].numpy()
 
     predict.saved_model = loaded  # keep the variables alive
     return predict

@@ -73,6 +73,16 @@ def latest_component_runs(store: metadata_store.MetadataStore, pipeline_name: st
     return [run for _, run in sorted(runs, key=lambda pair: pair[0])]
 
 
+def split_names(artifact: metadata_store_pb2.Artifact) -> list[str]:
+    """The splits of an MLMD artifact (Examples, ExampleStatistics, ExampleAnomalies)."""
+    import json
+
+    for properties in (artifact.properties, artifact.custom_properties):
+        if "split_names" in properties:
+            return json.loads(properties["split_names"].string_value)
+    return []
+
+
 def _artifact(runs: list[ComponentRun], component: str, key: str):
     for run in runs:
         if run.component == component and run.outputs.get(key):

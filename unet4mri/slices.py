@@ -29,14 +29,16 @@ class SlicePair:
     case_id: str
     slice_index: int
     image_path: str
-    mask_path: str
+    mask_path: str | None  # None only from find_slice_pairs(..., masks_required=False)
 
 
-def find_slice_pairs(root: str) -> list[SlicePair]:
+def find_slice_pairs(root: str, masks_required: bool = True) -> list[SlicePair]:
     """All image/mask pairs under `root`, sorted by case and slice number.
 
-    Raises SliceError for a missing folder, a folder without slices, or an
-    image without its mask (and a mask without its image).
+    Raises SliceError for a missing folder, a folder without slices, or (when
+    `masks_required`, as for training and evaluation) an image without its
+    mask and a mask without its image. Without `masks_required` (prediction),
+    a slice may lack its mask (mask_path None) and lone masks are ignored.
     """
     root = os.path.realpath(root)
     if not os.path.isdir(root):
@@ -49,7 +51,7 @@ def find_slice_pairs(root: str) -> list[SlicePair]:
         case_folders[case_id] = folder
     pairs = []
     for case_id, folder in sorted(case_folders.items()):
-        pairs.extend(_case_pairs(case_id, folder))
+        pairs.extend(_case_pairs(case_id, folder, masks_required))
     if not pairs:
         raise SliceError(f"no <case>_<n>.tif slices found under {root}")
     return pairs
@@ -68,7 +70,7 @@ def _walk(root: str):
         yield folder, files
 
 
-def _case_pairs(case_id: str, folder: str) -> list[SlicePair]:
+def _case_pairs(case_id: str, folder: str, masks_required: bool) -> list[SlicePair]:
     images: dict[int, str] = {}
     masks: dict[int, str] = {}
     for name in sorted(os.listdir(folder)):
@@ -77,13 +79,14 @@ def _case_pairs(case_id: str, folder: str) -> list[SlicePair]:
             continue
         target = masks if match["mask"] else images
         target[int(match["index"])] = os.path.join(folder, name)
-    for index, path in images.items():
-        if index not in masks:
-            raise SliceError(f"{path}: slice has no mask file {case_id}_{index}_mask.tif")
-    for index, path in masks.items():
-        if index not in images:
-            raise SliceError(f"{path}: mask has no slice file {case_id}_{index}.tif")
-    return [SlicePair(case_id, index, images[index], masks[index]) for index in sorted(images)]
+    if masks_required:
+        for index, path in images.items():
+            if index not in masks:
+                raise SliceError(f"{path}: slice has no mask file {case_id}_{index}_mask.tif")
+        for index, path in masks.items():
+            if index not in images:
+                raise SliceError(f"{path}: mask has no slice file {case_id}_{index}.tif")
+    return [SlicePair(case_id, index, images[index], masks.get(index)) for index in sorted(images)]
 
 
 def read_image(path: str) -> np.ndarray:
@@ -113,6 +116,19 @@ def read_pair(pair: SlicePair) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 [H, W, 3], mask uint8 [H, W] in 0/1) of one pair."""
     image = read_image(pair.image_path)
     return image, read_mask(pair.mask_path, image.shape[:2])
+
+
+def read_any_image(path: str) -> np.ndarray:
+    """A slice from a TIFF (as `read_image`) or a PNG/JPEG (converted to RGB), uint8 [H, W, 3]."""
+    if path.lower().endswith((".tif", ".tiff")):
+        return read_image(path)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as error:
+        raise SliceError(f"{path}: not a readable image ({error})") from error
 
 
 def _read_tiff(path: str) -> np.ndarray:

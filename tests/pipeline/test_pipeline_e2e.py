@@ -32,9 +32,8 @@ COMPONENTS = {
 
 
 @pytest.fixture(scope="module")
-def first_run(tiny_dataset, tmp_path_factory):
-    config = testing_pipeline_config(tiny_dataset, str(tmp_path_factory.mktemp("run")))
-    return config, run_local(config)
+def first_run(tiny_run):
+    return tiny_run
 
 
 def executions_per_component(config) -> dict[str, int]:
@@ -113,3 +112,38 @@ def test_slices_of_another_size_are_an_anomaly_that_stops_training(tmp_path):
         run_local(config)
     ran = {run.component for run in run_summary.latest_component_runs(run_summary.open_store(config.metadata_path), config.pipeline_name)}
     assert "Trainer" not in ran
+
+
+def test_unetpp_with_deep_supervision_and_focal_tversky_runs_end_to_end(tiny_dataset, tmp_path):
+    from unet4mri import cli
+
+    argv = [
+        "run",
+        "--data-dir",
+        tiny_dataset,
+        "--output-dir",
+        str(tmp_path),
+        "--model",
+        "unetpp",
+        "--deep-supervision",
+        "--prune-level",
+        "2",
+        "--loss",
+        "focal_tversky",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--depth",
+        "2",
+        "--n-filters",
+        "8",
+        "--batch-size",
+        "8",
+        "--min-tumor-slice-dice",
+        "0",
+    ]
+    assert cli.main(argv) == 0
+    pushed = evaluate.latest_model_dir(os.path.join(str(tmp_path), "serving_model"))
+    model = tf.saved_model.load(pushed)
+    assert model.signatures["predict_images"](images=tf.zeros([1, 64, 48, 3], tf.uint8))["mask"].shape == (1, 64, 48)

@@ -1,0 +1,22 @@
+"""Overlays: the slice with the truth outline (green) and the predicted outline (red)."""
+
+import numpy as np
+from scipy import ndimage
+
+TRUTH_COLOR = (0, 255, 0)
+PREDICTION_COLOR = (255, 0, 0)
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """Boolean [H, W]: the pixels of `mask` that touch its background (1 px wide)."""
+    mask = np.asarray(mask) > 0
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
+    """image uint8 [H, W, 3] (shown as RGB, like kaggle_3m previews) -> uint8 [H, W, 3] with outlines."""
+    picture = np.array(image, dtype=np.uint8, copy=True)
+    if truth is not None:
+        picture[outline(truth)] = TRUTH_COLOR
+    picture[outline(prediction)] = PREDICTION_COLOR
+    return picture

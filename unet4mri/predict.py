@@ -1,0 +1,104 @@
+"""Prediction on new scans: one slice (TIFF/PNG), a case folder or a kaggle_3m root.
+
+Per slice: `<output>/<case>/<name>_pred_mask.tif` (uint8 0/255, the dataset's
+own convention) and `<name>_overlay.png` (the slice with the truth outline in
+green where a mask exists and the predicted outline in red). Per run:
+`slices.csv` (one row per slice) and `cases.csv` (per case: tumor volume in
+pixels and the slices with tumor).
+"""
+
+import csv
+import dataclasses
+import os
+
+import numpy as np
+import tifffile
+from PIL import Image
+from tqdm import tqdm
+
+from unet4mri import evaluate, metrics, overlay, slices
+
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class SlicePrediction:
+    case_id: str
+    name: str
+    image_path: str
+    pred_pixels: int
+    truth_pixels: int | None
+    dice: float | None
+
+
+def find_inputs(path: str) -> list[slices.SlicePair]:
+    """The slices at `path`: one image file, or every `<case>_<n>.tif` below a folder (masks optional)."""
+    if os.path.isfile(path):
+        if not path.lower().endswith(_IMAGE_SUFFIXES) or path.lower().endswith(("_mask.tif", "_mask.tiff")):
+            raise slices.SliceError(f"{path}: not a slice image (expected .tif, .png or .jpg, not a mask)")
+        stem, suffix = os.path.splitext(path)
+        mask = stem + "_mask" + suffix
+        return [slices.SlicePair(os.path.basename(os.path.dirname(os.path.abspath(path))), 0, path, mask if os.path.isfile(mask) else None)]
+    return slices.find_slice_pairs(path, masks_required=False)
+
+
+def predict_folder(model_dir: str, input_path: str, output_dir: str, threshold: float = 0.5, batch_size: int = 16) -> list[SlicePrediction]:
+    """Predict every slice at `input_path`, write masks, overlays and the CSV summaries."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    pairs = find_inputs(input_path)
+    probabilities_of = evaluate.load_predictor(evaluate.latest_model_dir(model_dir), output="probabilities")
+    results = []
+    for start in tqdm(range(0, len(pairs), batch_size), desc="predicting", unit="batch", leave=False):
+        batch = pairs[start : start + batch_size]
+        images = [slices.read_any_image(pair.image_path) for pair in batch]
+        for indices in _group_by_shape(images):
+            probabilities = probabilities_of(np.stack([images[i] for i in indices]))
+            for i, probability in zip(indices, probabilities):
+                results.append(_write_slice(batch[i], images[i], probability > threshold, output_dir))
+    results.sort(key=lambda r: (r.case_id, r.name))
+    _write_tables(results, output_dir)
+    return results
+
+
+def _group_by_shape(images: list[np.ndarray]) -> list[list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    return list(groups.values())
+
+
+def _write_slice(pair: slices.SlicePair, image: np.ndarray, predicted: np.ndarray, output_dir: str) -> SlicePrediction:
+    name = os.path.splitext(os.path.basename(pair.image_path))[0]
+    folder = os.path.join(output_dir, pair.case_id)
+    os.makedirs(folder, exist_ok=True)
+    truth = slices.read_mask(pair.mask_path, image.shape[:2]) if pair.mask_path else None
+    tifffile.imwrite(os.path.join(folder, f"{name}_pred_mask.tif"), predicted.astype(np.uint8) * np.uint8(255))
+    Image.fromarray(overlay.overlay(image, predicted, truth)).save(os.path.join(folder, f"{name}_overlay.png"))
+    counts = metrics.slice_counts(truth, predicted) if truth is not None else None
+    return SlicePrediction(
+        case_id=pair.case_id,
+        name=name,
+        image_path=pair.image_path,
+        pred_pixels=int(predicted.sum()),
+        truth_pixels=counts.truth_pixels if counts else None,
+        dice=None if counts is None or counts.truth_pixels + counts.pred_pixels == 0 else counts.dice,
+    )
+
+
+def _write_tables(results: list[SlicePrediction], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "slices.csv"), "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([field.name for field in dataclasses.fields(SlicePrediction)])
+        for row in results:
+            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+    cases: dict[str, list[SlicePrediction]] = {}
+    for row in results:
+        cases.setdefault(row.case_id, []).append(row)
+    with open(os.path.join(output_dir, "cases.csv"), "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["case_id", "slices", "slices_with_tumor", "tumor_volume_pixels", "tumor_slices"])
+        for case_id, rows in sorted(cases.items()):
+            with_tumor = [row.name for row in rows if row.pred_pixels > 0]
+            writer.writerow([case_id, len(rows), len(with_tumor), sum(row.pred_pixels for row in rows), " ".join(with_tumor)])

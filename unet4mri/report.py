@@ -1,0 +1,258 @@
+"""`unet4mri report`: one self-contained HTML page about a finished run.
+
+Sections: run (components and their times, training options), data (slices
+and patients per split, tumor sizes, anomalies, rejected files, the
+positive-pixel weight), training (loss and Dice curves), evaluation (metrics
+by tumor size, table and chart; the blessing and its threshold) and a gallery
+of overlays from the test patients: best, median and worst slice per tumor
+size, and the worst false positives on empty slices. Pictures are embedded as
+base64 PNGs, so the file can be mailed or archived alone.
+"""
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import os
+
+import numpy as np
+
+from data_schema import features
+from unet4mri import metrics, overlay, run_summary
+
+SECTIONS = ("run", "data", "training", "evaluation", "gallery")
+_BUCKET_ORDER = ("overall", features.BUCKET_SMALL, features.BUCKET_MEDIUM, features.BUCKET_LARGE, features.BUCKET_NONE)
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryItem:
+    title: str
+    image: np.ndarray  # uint8 [H, W, 3] overlay
+
+
+def _png(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure_png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _format(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and value != value) else f"{value:.3f}"
+
+
+def split_statistics(statistics_uri: str) -> dict[str, dict]:
+    """Split -> {'slices', 'patients', 'buckets': {bucket: slices}} from StatisticsGen's output."""
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    result = {}
+    for split_dir in sorted(tf.io.gfile.glob(os.path.join(statistics_uri, "Split-*"))):
+        with tf.io.gfile.GFile(os.path.join(split_dir, "FeatureStats.pb"), "rb") as source:
+            dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(source.read()).datasets[0]
+        summary = {"slices": dataset.num_examples, "patients": None, "buckets": {}}
+        for feature in dataset.features:
+            name = feature.path.step[0] if feature.path.step else feature.name
+            if name == features.CASE_ID:
+                summary["patients"] = feature.string_stats.unique
+            if name == features.TUMOR_SIZE_BUCKET:
+                summary["buckets"] = {bucket.label: int(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
+        result[os.path.basename(split_dir)[len("Split-") :]] = summary
+    return result
+
+
+def _curves(history: dict[str, list[float]]) -> str:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for axis, metric in zip(axes, ("loss", "dice")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = next((k for k in history if k.startswith(prefix) and k.endswith(metric) and (prefix or not k.startswith("val_"))), None)
+            if key:
+                axis.plot(range(1, len(history[key]) + 1), history[key], style, label=("validation " if prefix else "training ") + metric)
+        axis.set_xlabel("epoch")
+        axis.set_title("tumor-slice Dice (threshold 0.5)" if metric == "dice" else "loss")
+        axis.legend()
+    uri = _figure_png(figure)
+    plt.close(figure)
+    return uri
+
+
+def _bucket_chart(by_slice: dict[str, dict[str, float]]) -> str:
+    plt = _pyplot()
+    names = [name for name in _BUCKET_ORDER if name in by_slice and name != features.BUCKET_NONE]
+    figure, axis = plt.subplots(figsize=(6, 3))
+    positions = np.arange(len(names))
+    for offset, key in ((-0.2, "dice_per_tumor_slice_mean"), (0.2, "tumor_slice_detection_rate")):
+        values = [by_slice[name].get(key, float("nan")) for name in names]
+        axis.bar(positions + offset, values, width=0.4, label=key)
+    axis.set_xticks(positions, names)
+    axis.set_ylim(0, 1)
+    axis.legend(loc="lower right")
+    uri = _figure_png(figure)
+    plt.close(figure)
+    return uri
+
+
+def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: int = 3) -> list[GalleryItem]:
+    """Best, median and worst test slices by Dice per tumor size, and the worst empty-slice false positives."""
+    import tensorflow as tf
+
+    from models.input_pipeline import parse_examples
+    from unet4mri.evaluate import load_predictor
+
+    predict = load_predictor(model_dir)
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    scored = []
+    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16):
+        images, masks = parse_examples(serialized)
+        parsed = tf.io.parse_example(
+            serialized,
+            {
+                features.CASE_ID: tf.io.FixedLenFeature([], tf.string),
+                features.SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+                features.TUMOR_SIZE_BUCKET: tf.io.FixedLenFeature([], tf.string),
+            },
+        )
+        predicted = predict(images.numpy())
+        for i in range(len(predicted)):
+            truth = masks[i, ..., 0].numpy()
+            counts = metrics.slice_counts(
+                truth, predicted[i], parsed[features.CASE_ID][i].numpy().decode(), int(parsed[features.SLICE_INDEX][i])
+            )
+            bucket = parsed[features.TUMOR_SIZE_BUCKET][i].numpy().decode()
+            scored.append((bucket, counts, overlay.overlay(images[i].numpy(), predicted[i], truth)))
+    items = []
+    for bucket in (features.BUCKET_SMALL, features.BUCKET_MEDIUM, features.BUCKET_LARGE):
+        ranked = sorted((entry for entry in scored if entry[0] == bucket), key=lambda entry: entry[1].dice)
+        if not ranked:
+            continue
+        picks = {"worst": ranked[0], "median": ranked[len(ranked) // 2], "best": ranked[-1]}
+        for label, (_, counts, picture) in picks.items():
+            items.append(GalleryItem(f"{bucket} · {label} · {counts.case_id} #{counts.slice_index} · Dice {counts.dice:.2f}", picture))
+    false_positives = sorted(
+        (entry for entry in scored if entry[0] == features.BUCKET_NONE and entry[1].pred_pixels), key=lambda e: -e[1].pred_pixels
+    )
+    for _, counts, picture in false_positives[:per_bucket]:
+        items.append(
+            GalleryItem(f"empty slice · false positive · {counts.case_id} #{counts.slice_index} · {counts.pred_pixels} px", picture)
+        )
+    return items
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.gallery{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0;width:260px} figcaption{font-size:.8em}
+.ok{color:#176f2c;font-weight:bold} .bad{color:#b00020;font-weight:bold} .note{color:#555;font-size:.9em}
+"""
+
+
+def build_report(run_dir: str, output: str | None = None, pipeline_name: str = "unet4mri") -> str:
+    """Write the HTML report of the run in `run_dir` (an `unet4mri run --output-dir`); returns its path."""
+
+    from components.anomalies_gate import describe_anomalies
+    from components.slice_example_gen.executor import REJECTED_FILE
+    from models.trainer_module import HISTORY_FILE
+
+    summary = run_summary.summarize_run(os.path.join(run_dir, "metadata.sqlite"), pipeline_name)
+    runs = {run.component: run for run in summary.components}
+
+    def artifact(component: str, key: str):
+        run = runs.get(component)
+        return run.outputs[key][0] if run and run.outputs.get(key) else None
+
+    parts = [f"<h1>UNet4MRI run report</h1><p class='note'>{html.escape(os.path.abspath(run_dir))}</p>"]
+
+    parts.append("<h2 id='run'>Run</h2>")
+    parts.append(_table(["component", "state", "seconds"], [[r.component, r.state, f"{r.seconds:.1f}"] for r in summary.components]))
+    model_run = artifact("Trainer", "model_run")
+    history = {}
+    if model_run is not None and os.path.isfile(os.path.join(model_run.uri, HISTORY_FILE)):
+        with open(os.path.join(model_run.uri, HISTORY_FILE)) as source:
+            history = json.load(source)
+        config = history.get("config", {})
+        parts.append("<p>Training options: " + html.escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))) + "</p>")
+
+    parts.append("<h2 id='data'>Data</h2>")
+    statistics = artifact("StatisticsGen", "statistics")
+    if statistics is not None:
+        by_split = split_statistics(statistics.uri)
+        buckets = list(features.TUMOR_SIZE_BUCKETS)
+        rows = [[split, s["slices"], s["patients"], *[s["buckets"].get(b, 0) for b in buckets]] for split, s in by_split.items()]
+        parts.append(_table(["split", "slices", "patients", *[f"{b} slices" for b in buckets]], rows))
+    anomalies = artifact("ExampleValidator", "anomalies")
+    if anomalies is not None:
+        found = describe_anomalies(anomalies.uri, run_summary.split_names(anomalies))
+        parts.append(
+            "<p>Anomalies: "
+            + ("<span class='ok'>none</span>" if not found else "<span class='bad'>" + html.escape("; ".join(found)) + "</span>")
+            + "</p>"
+        )
+    examples = artifact("FileBasedExampleGen", "examples")
+    if examples is not None and os.path.isfile(os.path.join(examples.uri, REJECTED_FILE)):
+        with open(os.path.join(examples.uri, REJECTED_FILE)) as source:
+            rejected = max(sum(1 for _ in source) - 1, 0)
+        parts.append(f"<p>Rejected slices: {rejected} (list in {html.escape(os.path.join(examples.uri, REJECTED_FILE))})</p>")
+    if summary.positive_pixel_weight is not None:
+        parts.append(
+            f"<p>Positive-pixel weight (negative / positive pixels of the train split): <b>{summary.positive_pixel_weight:.1f}</b></p>"
+        )
+
+    parts.append("<h2 id='training'>Training</h2>")
+    if history.get("history"):
+        parts.append(f"<img alt='training curves' src='{_curves(history['history'])}'>")
+        parts.append(f"<p>Best epoch (validation Dice on the eval patients): {history.get('best_epoch')}; its weights were exported.</p>")
+    else:
+        parts.append("<p class='note'>No training history found.</p>")
+
+    parts.append("<h2 id='evaluation'>Evaluation on the test patients</h2>")
+    if summary.metrics_by_slice:
+        names = [n for n in _BUCKET_ORDER if n in summary.metrics_by_slice]
+        rows = [[key, *[_format(summary.metrics_by_slice[n].get(key)) for n in names]] for key in metrics.METRIC_KEYS]
+        parts.append(_table(["metric", *names], rows))
+        parts.append(f"<img alt='metrics by tumor size' src='{_bucket_chart(summary.metrics_by_slice)}'>")
+    decision = "<span class='ok'>blessed</span>" if summary.blessed else "<span class='bad'>not blessed</span>"
+    parts.append(f"<p>Decision: {decision} (gate: overall dice_per_tumor_slice_mean ≥ the run's --min-tumor-slice-dice). ")
+    parts.append(f"Pushed to: {html.escape(summary.pushed_to)}</p>" if summary.pushed_to else "Not pushed.</p>")
+
+    parts.append("<h2 id='gallery'>Gallery (test patients; truth outline green, prediction red)</h2>")
+    model = artifact("Trainer", "model")
+    if model is not None and examples is not None:
+        items = gallery(os.path.join(model.uri, "Format-Serving"), examples.uri)
+        figures = []
+        for item in items:
+            title = html.escape(item.title)
+            figures.append(f"<figure><img width='256' alt='{title}' src='{_png(item.image)}'><figcaption>{title}</figcaption></figure>")
+        parts.append("<div class='gallery'>" + "".join(figures) + "</div>")
+
+    head = f"<meta charset='utf-8'><title>UNet4MRI report</title><style>{_STYLE}</style>"
+    page = f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{''.join(parts)}</body></html>"
+    output = output or os.path.join(run_dir, "report.html")
+    with open(output, "w") as out:
+        out.write(page)
+    return output
