@@ -54,7 +54,8 @@ def test_overlay_outlines_follow_the_masks():
     truth[2:6, 2:6] = 1
     picture = overlay.overlay(image, np.zeros((8, 8)), truth)
     green = np.all(picture == overlay.TRUTH_COLOR, axis=-1)
-    assert green.sum() == 12 and not green[3:5, 3:5].any()  # the ring of a 4x4 square, not its inside
+    assert green.sum() == 16 and green[2:6, 2:6].all()  # a 4x4 square is all outline at width 2
+    assert overlay.outline(truth, 1).sum() == 12  # its 1-px ring leaves the 2x2 inside
 
 
 @pytest.mark.parametrize("make_input", ["missing", "mask", "text"])
