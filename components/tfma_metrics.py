@@ -29,28 +29,37 @@ def _first(value):
     return value
 
 
-def counts_from_inputs(inputs: metric_types.StandardMetricInputs) -> metrics.SliceCounts:
-    prediction = inputs.prediction
+def _for_model(value, model_name: str):
+    """With a baseline, TFMA keys labels and predictions by model name ('candidate', 'baseline')."""
+    if isinstance(value, dict) and model_name in value:
+        return value[model_name]
+    return value
+
+
+def counts_from_inputs(inputs: metric_types.StandardMetricInputs, model_name: str = "") -> metrics.SliceCounts:
+    prediction = _for_model(inputs.prediction, model_name)
     if isinstance(prediction, dict):  # all signature outputs: take the probabilities
         prediction = prediction[PROBABILITIES]
     prediction = np.asarray(prediction, dtype=np.float32)
     prediction = prediction.reshape(prediction.shape[-2:])
-    label = _first(inputs.label)
+    label = _first(_for_model(inputs.label, model_name))
     truth = np.frombuffer(label, dtype=np.uint8).reshape(prediction.shape)
     case_id = _first(inputs.features[features.CASE_ID])
     slice_index = _first(inputs.features[features.SLICE_INDEX])
-    return metrics.slice_counts(truth, prediction, case_id.decode() if isinstance(case_id, bytes) else str(case_id), int(slice_index))
+    case_id = case_id.decode() if isinstance(case_id, bytes) else str(case_id)
+    return metrics.slice_counts(truth, prediction, case_id, int(slice_index))
 
 
 class _SegmentationCombiner(beam.CombineFn):
-    def __init__(self, keys: dict[str, metric_types.MetricKey]):
+    def __init__(self, keys: dict[str, metric_types.MetricKey], model_name: str):
         self._keys = keys
+        self._model_name = model_name
 
     def create_accumulator(self) -> list:
         return []
 
     def add_input(self, accumulator: list, element: metric_types.StandardMetricInputs) -> list:
-        accumulator.append(counts_from_inputs(element))
+        accumulator.append(counts_from_inputs(element, self._model_name))
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[list]) -> list:
@@ -84,7 +93,7 @@ def _segmentation_computations(
                 metric_types.MetricComputation(
                     keys=list(keys.values()),
                     preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.CASE_ID, features.SLICE_INDEX])],
-                    combiner=_SegmentationCombiner(keys),
+                    combiner=_SegmentationCombiner(keys, model_name),
                 )
             )
     return computations

@@ -119,7 +119,12 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     config = TrainingConfig.from_dict(fn_args.custom_config["training"])
     weight = float((fn_args.hyperparameters or {}).get(POSITIVE_PIXEL_WEIGHT, 1.0))
-    warm_start = config.warm_start_model or fn_args.base_model
+    warm_start = config.warm_start_model  # an explicit path must exist: load_weights_from says so if not
+    if warm_start is None and fn_args.base_model:
+        if tf.io.gfile.exists(os.path.join(fn_args.base_model, "saved_model.pb")):
+            warm_start = fn_args.base_model
+        else:
+            logging.info("nothing pushed yet to warm-start from: training from scratch")
     result = train(
         config,
         fn_args.train_files,

@@ -22,6 +22,12 @@ class PipelineConfig:
       patient keeps its split when others are added.
     min_tumor_slice_dice: the Evaluator blesses (and the Pusher pushes) only a
       model whose `dice_per_tumor_slice_mean` on the test split reaches this.
+    max_dice_regression: once a model is served, a candidate is blessed only if
+      its `dice_per_tumor_slice_mean`, overall and on small-tumor slices, is at
+      most this much below the served model's (0: never worse).
+    span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
+      `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
+    warm_start_from_served: initialize training from the served model, if any.
     """
 
     data_dir: str
@@ -33,6 +39,9 @@ class PipelineConfig:
     medium_max_pixels: int = features.DEFAULT_MEDIUM_MAX_PIXELS
     max_rejected_fraction: float = 0.0
     min_tumor_slice_dice: float = 0.5
+    max_dice_regression: float = 0.0
+    span_pattern: str | None = None
+    warm_start_from_served: bool = False
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
 
@@ -41,6 +50,10 @@ class PipelineConfig:
             raise ValueError(f"split_hash_buckets needs {len(SPLITS)} positive numbers, got {self.split_hash_buckets}")
         if not 0.0 <= self.max_rejected_fraction <= 1.0:
             raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
+        if not 0.0 <= self.max_dice_regression <= 1.0:
+            raise ValueError(f"max_dice_regression must be in [0, 1], got {self.max_dice_regression}")
+        if self.span_pattern is not None and "{SPAN}" not in self.span_pattern:
+            raise ValueError(f"span_pattern must contain {{SPAN}}, got {self.span_pattern!r}")
         if not 0.0 <= self.min_tumor_slice_dice <= 1.0:
             raise ValueError(f"min_tumor_slice_dice must be in [0, 1], got {self.min_tumor_slice_dice}")
         features.tumor_size_bucket(0, self.small_max_pixels, self.medium_max_pixels)  # validates the thresholds

@@ -2,8 +2,14 @@
 
 ExampleGen (slices -> tf.Examples, split by patient) -> StatisticsGen ->
 ImportSchemaGen (data_schema/schema.pbtxt) -> ExampleValidator -> AnomaliesGate
--> PositivePixelWeight -> Trainer -> Evaluator (TFMA, gates the blessing) ->
-Pusher (one versioned directory per push).
+-> PositivePixelWeight -> Trainer -> Evaluator (TFMA, gates the blessing
+against thresholds and the served model) -> Pusher (one versioned directory
+per push).
+
+The served model (the Evaluator's baseline, and optionally the Trainer's warm
+start) comes from a Resolver with LatestBlessedModelStrategy locally and on
+Vertex, and from the LatestPushedModel component on open-source Kubeflow
+Pipelines, which does not run Resolver nodes.
 """
 
 import dataclasses
@@ -15,8 +21,9 @@ from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
-from components import tfma_metrics
+from components import pusher_executor, tfma_metrics
 from components.anomalies_gate import AnomaliesGate
+from components.latest_pushed_model import LatestPushedModel
 from components.positive_pixel_weight.component import PositivePixelWeight
 from components.slice_example_gen import executor as slice_executor
 from data_schema import features
@@ -25,6 +32,7 @@ from pipeline.config import SPLITS, PipelineConfig
 
 TRAINER_RUN_FN = "models.trainer_module.run_fn"
 BLESSING_METRIC = "dice_per_tumor_slice_mean"
+ORCHESTRATORS = ("local", "kfp", "vertex")
 
 
 def model_code_fingerprint() -> str:
@@ -45,8 +53,31 @@ def model_code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def _threshold(lower_bound: float | None = None, max_regression: float | None = None) -> tfma.MetricThreshold:
+    threshold = tfma.MetricThreshold()
+    if lower_bound is not None:
+        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
+    if max_regression is not None:
+        threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_regression})
+        )
+    return threshold
+
+
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA: the segmentation metrics overall and by tumor-size bucket; the gate on the overall slice."""
+    """TFMA: the segmentation metrics overall and by tumor-size bucket.
+
+    Blessing: overall `dice_per_tumor_slice_mean` >= min_tumor_slice_dice and,
+    when a served model exists (TFX adds it as the baseline; without one,
+    change thresholds are skipped), no more than `max_dice_regression` below
+    it, overall and on small-tumor slices.
+    """
+    overall = tfma.SlicingSpec()
+    small = tfma.SlicingSpec(feature_values={features.TUMOR_SIZE_BUCKET: features.BUCKET_SMALL})
+    per_slice = [
+        tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=_threshold(lower_bound=config.min_tumor_slice_dice)),
+        tfma.PerSliceMetricThreshold(slicing_specs=[overall, small], threshold=_threshold(max_regression=config.max_dice_regression)),
+    ]
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -56,33 +87,47 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 model_type=tfma.TF_GENERIC,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.TUMOR_SIZE_BUCKET])],
+        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.TUMOR_SIZE_BUCKET])],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[tfma.MetricConfig(class_name=tfma_metrics.SegmentationMetrics.__name__, module=tfma_metrics.__name__)],
                 example_weights=tfma.ExampleWeightOptions(unweighted=True),
-                # The gate applies to the overall slice only: the `none` bucket has no tumor-slice Dice.
-                per_slice_thresholds={
-                    BLESSING_METRIC: tfma.PerSliceMetricThresholds(
-                        thresholds=[
-                            tfma.PerSliceMetricThreshold(
-                                slicing_specs=[tfma.SlicingSpec()],
-                                threshold=tfma.MetricThreshold(
-                                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_tumor_slice_dice}),
-                                ),
-                            )
-                        ]
-                    )
-                },
+                # The `none` bucket has no tumor-slice Dice: thresholds name their slices.
+                per_slice_thresholds={BLESSING_METRIC: tfma.PerSliceMetricThresholds(thresholds=per_slice)},
             )
         ],
     )
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def _served_model(config: PipelineConfig, orchestrator: str, fallback=None, name: str = "served_model"):
+    """A node whose `model` output is the currently served model (see the module docstring)."""
+    if orchestrator == "kfp":
+        return LatestPushedModel(push_destination=config.serving_dir, fallback=fallback).with_id(f"latest_pushed_{name}")
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(f"latest_blessed_{name}")
+
+
+def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer_resources=None) -> tfx.dsl.Pipeline:
+    """The pipeline for `orchestrator` ('local', 'kfp' or 'vertex').
+
+    trainer_resources: a Kubeflow V2 ResourceSpec (CPU, memory, GPUs) for the
+    Trainer, only on the Kubeflow paths (LocalDagRunner rejects platform configs).
+    """
+    if orchestrator not in ORCHESTRATORS:
+        raise ValueError(f"orchestrator must be one of {ORCHESTRATORS}, got {orchestrator!r}")
+    if trainer_resources is not None and orchestrator == "local":
+        raise ValueError("trainer_resources apply to Kubeflow targets only")
+    slice_files = slice_executor.SLICE_FILES_PATTERN
     example_gen = FileBasedExampleGen(
         input_base=config.data_dir,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=slice_executor.SLICE_FILES_PATTERN)]),
+        input_config=tfx.proto.Input(
+            splits=[
+                tfx.proto.Input.Split(name="all", pattern=f"{config.span_pattern}/{slice_files}" if config.span_pattern else slice_files)
+            ]
+        ),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[
@@ -106,41 +151,45 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"])
     positive_pixel_weight = PositivePixelWeight(examples=example_gen.outputs["examples"], split="train")
     positive_pixel_weight.add_upstream_node(anomalies_gate)
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate, positive_pixel_weight]
+
+    warm_start = None
+    if config.warm_start_from_served:
+        warm_start = _served_model(config, orchestrator, name="model_for_warm_start")
+        components.append(warm_start)
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         hyperparameters=positive_pixel_weight.outputs["hyperparameters"],
+        base_model=warm_start.outputs["model"] if warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"training": dataclasses.asdict(config.training), "model_code": model_code_fingerprint()},
     )
+    if trainer_resources is not None:
+        trainer.with_platform_config(trainer_resources)
+    baseline = _served_model(config, orchestrator, fallback=trainer.outputs["model"], name="baseline")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
         example_splits=["test"],
     )
     pusher = tfx.components.Pusher(
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
     )
+    components += [trainer, baseline, evaluator, pusher]
+    local = orchestrator == "local"
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            anomalies_gate,
-            positive_pixel_weight,
-            trainer,
-            evaluator,
-            pusher,
-        ],
+        components=components,
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path) if local else None,
         beam_pipeline_args=list(config.beam_pipeline_args),
     )

@@ -26,6 +26,7 @@ COMPONENTS = {
     "AnomaliesGate",
     "PositivePixelWeight",
     "Trainer",
+    "latest_blessed_baseline",
     "Evaluator",
     "Pusher",
 }
@@ -88,11 +89,17 @@ def test_tfma_and_unet4mri_evaluate_agree_on_the_test_patients(first_run, tiny_d
         assert result[key] == pytest.approx(value, abs=1e-6, nan_ok=True) or (result[key] is None and value != value), key
 
 
-def test_second_run_reuses_every_cached_result(first_run):
-    config, _ = first_run
+def test_second_run_reuses_the_cache_and_pushes_nothing_new(first_run):
+    config, first = first_run
     summary = run_local(config)
-    assert all(run.state == "cached" for run in summary.components), [(r.component, r.state) for r in summary.components]
+    states = {run.component: run.state for run in summary.components}
+    # The Resolver always runs; it now finds the first model as the served one, so the
+    # Evaluator compares the (cached) candidate with itself and the Pusher recognizes it.
+    rerun = {"latest_blessed_baseline", "Evaluator", "Pusher"}
+    assert {name: state for name, state in states.items() if name not in rerun} == dict.fromkeys(COMPONENTS - rerun, "cached")
     assert executions_per_component(config) == dict.fromkeys(COMPONENTS, 2)
+    assert summary.blessed and summary.pushed_to == first.pushed_to
+    assert os.listdir(config.serving_dir) == [os.path.basename(first.pushed_to)]
 
 
 def test_corrupt_slice_stops_the_run_with_the_file_name(tiny_dataset, tmp_path):
