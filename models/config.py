@@ -30,6 +30,9 @@ class TrainingConfig:
       computed by the pipeline (negative / positive pixels of the train split).
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
     prune_level: UNet++ only, the supervision head (1..depth) the exported model uses.
+    mixed_precision: None (float32), "float16" (Volta to Ampere GPUs) or
+      "bfloat16" (Ampere and later, TPUs); losses and logits stay float32.
+    jit_compile: compile training steps with XLA.
     """
 
     model: str = "unet"
@@ -48,6 +51,8 @@ class TrainingConfig:
     early_stopping_patience: int = 8
     seed: int = 0
     warm_start_model: str | None = None
+    mixed_precision: str | None = None
+    jit_compile: bool = False
 
     def __post_init__(self):
         checks = [
@@ -72,6 +77,10 @@ class TrainingConfig:
                 self.prune_level is None or (self.model == "unetpp" and self.deep_supervision and 1 <= self.prune_level <= self.depth),
                 "prune_level needs model='unetpp' with deep_supervision (the heads it keeps are trained only then) "
                 f"and a level in 1..depth={self.depth}, got {self.prune_level}",
+            ),
+            (
+                self.mixed_precision in (None, "float16", "bfloat16"),
+                f"mixed_precision must be None, 'float16' or 'bfloat16', got {self.mixed_precision!r}",
             ),
             (
                 not self.deep_supervision or self.model == "unetpp",

@@ -34,6 +34,17 @@ class TrainingResult:
     best_epoch: int
 
 
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers (multi-node),
+    MirroredStrategy on a node with several GPUs, else the default (one device)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float) -> None:
     loss = losses.make_loss(config.loss, positive_pixel_weight)
     outputs = len(model.outputs)
@@ -43,6 +54,7 @@ def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_wei
         loss=[loss] * outputs if outputs > 1 else loss,
         # Deep supervision: equal weights over heads; metrics on the deepest head only.
         metrics=[[] for _ in range(outputs - 1)] + [metrics] if outputs > 1 else metrics,
+        jit_compile=config.jit_compile,
     )
 
 
@@ -59,17 +71,24 @@ def train(
     work_dir: str,
     log_dir: str | None = None,
     initial_weights: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainingResult:
-    """Train a network; returns it with the weights of its best epoch by validation Dice."""
+    """Train a network; returns it with the weights of its best epoch by validation Dice.
+
+    strategy: where to train (default: `distribution_strategy()`); batches are
+    split over its replicas, so `config.batch_size` is the global batch.
+    """
     keras.utils.set_random_seed(config.seed)
     slices, tumor_slices = input_pipeline.count_slices(train_files)
     if slices == 0:
         raise ValueError(f"no training slices in {train_files}")
     oversample = 0 < tumor_slices < slices
-    model = networks.build_model(config)
-    if initial_weights:
-        load_weights_from(model, initial_weights)
-    compile_model(model, config, positive_pixel_weight)
+    keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}" if config.mixed_precision else "float32")
+    with (strategy or distribution_strategy()).scope():
+        model = networks.build_model(config)
+        if initial_weights:
+            load_weights_from(model, initial_weights)
+        compile_model(model, config, positive_pixel_weight)
     monitor = monitored_metric(model)
     best_weights = os.path.join(work_dir, BEST_WEIGHTS_FILE)
     callbacks = [

@@ -7,6 +7,7 @@ on (bad path, bad data, not a model) print one line and exit with status 2.
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from unet4mri import quiet
@@ -46,6 +47,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--warm-start", default=None, metavar="SAVED_MODEL", help="initialize from a pushed model")
     group.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
+    group.add_argument("--mixed-precision", choices=("float16", "bfloat16"), default=None, help="GPU: compute in half precision")
+    group.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
 
 
 def training_config_from_args(args: argparse.Namespace):
@@ -67,7 +70,44 @@ def training_config_from_args(args: argparse.Namespace):
         prune_level=args.prune_level,
         warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None,
         seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        jit_compile=args.jit_compile,
     )
+
+
+def _pipeline_config(args: argparse.Namespace, local: bool):
+    from pipeline.config import PipelineConfig
+
+    def where(path: str) -> str:
+        return os.path.abspath(path) if local or "://" not in path else path
+
+    beam_args = tuple(shlex.split(args.beam_args)) if getattr(args, "beam_args", None) else PipelineConfig.beam_pipeline_args
+    return PipelineConfig(
+        data_dir=where(args.data_dir),
+        output_dir=where(args.output_dir),
+        training=training_config_from_args(args),
+        min_tumor_slice_dice=args.min_tumor_slice_dice,
+        max_dice_regression=args.max_dice_regression,
+        max_rejected_fraction=args.max_rejected_fraction,
+        span_pattern=args.span_pattern,
+        warm_start_from_served=args.warm_start_from_served,
+        beam_pipeline_args=beam_args,
+    )
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pipeline")
+    group.add_argument(
+        "--min-tumor-slice-dice", type=float, default=0.5, help="blessing threshold on the test split (default: %(default)s)"
+    )
+    group.add_argument(
+        "--max-dice-regression", type=float, default=0.0, help="tolerated drop of Dice against the served model (default: %(default)s)"
+    )
+    group.add_argument(
+        "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
+    )
+    group.add_argument("--span-pattern", default=None, help="read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")
+    group.add_argument("--warm-start-from-served", action="store_true", help="initialize training from the served model, if any")
 
 
 def command_generate_data(args: argparse.Namespace) -> int:
@@ -79,17 +119,10 @@ def command_generate_data(args: argparse.Namespace) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
     from unet4mri.run_summary import format_summary
 
-    config = PipelineConfig(
-        data_dir=os.path.abspath(args.data_dir),
-        output_dir=os.path.abspath(args.output_dir),
-        training=training_config_from_args(args),
-        min_tumor_slice_dice=args.min_tumor_slice_dice,
-        max_rejected_fraction=args.max_rejected_fraction,
-    )
+    config = _pipeline_config(args, local=True)
     if not os.path.isdir(config.data_dir):
         raise FileNotFoundError(f"data folder not found: {config.data_dir}")
     summary = run_local(config)
@@ -132,6 +165,30 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_compile(args: argparse.Namespace) -> int:
+    from pipeline.kubeflow_runner import ClusterOptions, compile_pipeline
+
+    options = ClusterOptions(args.image, args.trainer_image, args.gpus, args.gpu_type, args.cpu, args.memory)
+    compile_pipeline(_pipeline_config(args, local=False), args.target, args.output, options)
+    print(f"wrote {args.target} package {args.output}")
+    return 0
+
+
+def command_schedule(args: argparse.Namespace) -> int:
+    from pipeline import schedule
+
+    if args.target == "kfp":
+        if not args.host:
+            raise ValueError("--host is required for --target kfp")
+        job = schedule.submit_kfp(schedule.KfpSchedule(args.package, args.cron, args.name), args.host)
+    else:
+        if not (args.project and args.region):
+            raise ValueError("--project and --region are required for --target vertex")
+        job = schedule.submit_vertex(schedule.VertexSchedule(args.package, args.cron, args.project, args.region, args.name))
+    print(f"scheduled {args.name}: {job}")
+    return 0
+
+
 def command_build_model(args: argparse.Namespace) -> int:
     from models import networks
     from models.trainer_module import load_weights_from
@@ -168,10 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
     run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="slices in the kaggle_3m layout (default: %(default)s)")
     run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="artifacts, metadata and pushed models (default: %(default)s)")
-    run.add_argument("--min-tumor-slice-dice", type=float, default=0.5, help="blessing threshold on the test split (default: %(default)s)")
-    run.add_argument(
-        "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
-    )
+    _pipeline_options(run)
     run.add_argument("--no-report", action="store_true", help="do not write OUTPUT_DIR/report.html")
     _training_options(run)
     run.set_defaults(handler=command_run)
@@ -195,6 +249,38 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run-dir", required=True, help="the --output-dir of `unet4mri run`")
     report.add_argument("--output", default=None, help="HTML file (default: RUN_DIR/report.html)")
     report.set_defaults(handler=command_report)
+
+    compile_ = commands.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines or Vertex AI")
+    compile_.add_argument("--target", choices=("kfp", "vertex"), required=True)
+    compile_.add_argument("--output", required=True, help="package: .yaml for kfp, .json for vertex")
+    compile_.add_argument("--image", required=True, help="pipeline image for every component (see Dockerfile)")
+    compile_.add_argument("--trainer-image", default=None, help="GPU image for the Trainer (default: --image)")
+    compile_.add_argument("--gpus", type=int, default=0, help="GPUs for the Trainer (default: %(default)s)")
+    compile_.add_argument(
+        "--gpu-type", default=None, help="kfp: resource name (default nvidia.com/gpu); vertex: e.g. NVIDIA_TESLA_T4 (default)"
+    )
+    compile_.add_argument("--cpu", type=float, default=None, help="CPU cores for the Trainer")
+    compile_.add_argument("--memory", type=float, default=None, help="memory (GiB) for the Trainer")
+    compile_.add_argument(
+        "--beam-args", default=None, help="Beam options for the data components, e.g. '--runner=DataflowRunner --project=P'"
+    )
+    compile_.add_argument("--data-dir", required=True, help="data root on the cluster (e.g. gs://bucket/lgg)")
+    compile_.add_argument(
+        "--output-dir", required=True, help="run root on the cluster: OUTPUT/tfx is the pipeline root, OUTPUT/serving_model the push target"
+    )
+    _pipeline_options(compile_)
+    _training_options(compile_)
+    compile_.set_defaults(handler=command_compile)
+
+    schedule_ = commands.add_parser("schedule", help="create a recurring run of a compiled package")
+    schedule_.add_argument("--target", choices=("kfp", "vertex"), required=True)
+    schedule_.add_argument("--package", required=True, help="the output of `unet4mri compile`")
+    schedule_.add_argument("--cron", required=True, help="kfp: 6 fields, seconds first ('0 0 3 * * 0'); vertex: 5 fields ('0 3 * * 0')")
+    schedule_.add_argument("--host", default=None, help="kfp: the KFP API endpoint")
+    schedule_.add_argument("--project", default=None, help="vertex: Google Cloud project")
+    schedule_.add_argument("--region", default=None, help="vertex: region, e.g. us-central1")
+    schedule_.add_argument("--name", default="unet4mri-retraining", help="(default: %(default)s)")
+    schedule_.set_defaults(handler=command_schedule)
 
     build = commands.add_parser("build-model", help="build a network and print its size")
     build.add_argument("--weights", default=None, help="a .weights.h5 file or a pushed SavedModel to load")

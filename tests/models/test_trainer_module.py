@@ -1,0 +1,63 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import networks
+from models.config import testing_config
+from models.trainer_module import monitored_metric, train
+from tests.models.helpers import write_examples
+from unet4mri import synthetic_data
+
+
+@pytest.fixture(scope="module")
+def split_records(tiny_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    train_cases = [synthetic_data.case_id(i, 0) for i in (0, 1, 3, 4)]
+    eval_cases = [synthetic_data.case_id(i, 0) for i in (2, 5)]
+    return write_examples(tiny_dataset, str(root / "train"), train_cases), write_examples(tiny_dataset, str(root / "eval"), eval_cases)
+
+
+def test_train_returns_the_best_epoch_and_its_weights(split_records, tmp_path):
+    train_files, eval_files = split_records
+    result = train(testing_config(epochs=2, early_stopping_patience=2), [train_files], [eval_files], 20.0, str(tmp_path))
+    assert set(result.history) >= {"loss", "dice", "val_dice", "val_loss"}
+    assert len(result.history["loss"]) == 2 and 1 <= result.best_epoch <= 2
+    assert os.path.isfile(tmp_path / "best.weights.h5")
+
+
+def test_deep_supervision_monitors_the_deepest_head():
+    model = networks.build_model(testing_config(model="unetpp", deep_supervision=True))
+    assert monitored_metric(model) == "val_logits_l2_dice"
+
+
+def test_mixed_precision_keeps_logits_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = networks.build_model(testing_config())
+        assert model.get_layer("x0_0_conv1").compute_dtype == "float16"
+        assert model(np.zeros((1, 32, 32, 3), "float32")).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_is_distributed_over_two_logical_devices(split_records, tmp_path):
+    train_files, eval_files = split_records
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from models.config import testing_config
+        from models.trainer_module import train
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        result = train(testing_config(batch_size=4), [{train_files!r}], [{eval_files!r}], 20.0, {str(tmp_path)!r}, strategy=strategy)
+        print(strategy.num_replicas_in_sync, result.history["loss"][-1] == result.history["loss"][-1])
+    """)
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=os.getcwd())
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.stdout.strip().splitlines()[-1] == "2 True"
