@@ -25,6 +25,8 @@ class PipelineConfig:
     max_dice_regression: once a model is served, a candidate is blessed only if
       its `dice_per_tumor_slice_mean`, overall and on small-tumor slices, is at
       most this much below the served model's (0: never worse).
+    guard_small_tumors: apply the regression check to small-tumor slices too
+      (the test split must then hold small tumors: TFMA fails a threshold on a missing slice).
     span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
       `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
     warm_start_from_served: initialize training from the served model, if any.
@@ -40,6 +42,7 @@ class PipelineConfig:
     max_rejected_fraction: float = 0.0
     min_tumor_slice_dice: float = 0.5
     max_dice_regression: float = 0.0
+    guard_small_tumors: bool = True
     span_pattern: str | None = None
     warm_start_from_served: bool = False
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")

@@ -76,7 +76,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     small = tfma.SlicingSpec(feature_values={features.TUMOR_SIZE_BUCKET: features.BUCKET_SMALL})
     per_slice = [
         tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=_threshold(lower_bound=config.min_tumor_slice_dice)),
-        tfma.PerSliceMetricThreshold(slicing_specs=[overall, small], threshold=_threshold(max_regression=config.max_dice_regression)),
+        tfma.PerSliceMetricThreshold(
+            slicing_specs=[overall, small] if config.guard_small_tumors else [overall],
+            threshold=_threshold(max_regression=config.max_dice_regression),
+        ),
     ]
     return tfma.EvalConfig(
         model_specs=[

@@ -88,6 +88,7 @@ def _pipeline_config(args: argparse.Namespace, local: bool):
         training=training_config_from_args(args),
         min_tumor_slice_dice=args.min_tumor_slice_dice,
         max_dice_regression=args.max_dice_regression,
+        guard_small_tumors=not args.no_small_tumor_guard,
         max_rejected_fraction=args.max_rejected_fraction,
         span_pattern=args.span_pattern,
         warm_start_from_served=args.warm_start_from_served,
@@ -106,6 +107,7 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
     )
+    group.add_argument("--no-small-tumor-guard", action="store_true", help="check regressions on all slices only, not on small tumors too")
     group.add_argument("--span-pattern", default=None, help="read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")
     group.add_argument("--warm-start-from-served", action="store_true", help="initialize training from the served model, if any")
 

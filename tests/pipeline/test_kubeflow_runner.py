@@ -36,7 +36,11 @@ def test_expected_tasks_and_dependencies(compiled):
     target, _, _, spec = compiled
     names = set(tasks(spec))
     assert DATA_TASKS | {"Trainer", "Evaluator", "Pusher"} <= names
-    baseline = {"latest_pushed_baseline"} if target == "kfp" else {"latest_blessed_baseline-model-resolver", "latest_blessed_baseline-model-blessing-resolver"}
+    baseline = (
+        {"latest_pushed_baseline"}
+        if target == "kfp"
+        else {"latest_blessed_baseline-model-resolver", "latest_blessed_baseline-model-blessing-resolver"}
+    )
     assert names == DATA_TASKS | {"Trainer", "Evaluator", "Pusher"} | baseline
     assert set(tasks(spec)["Trainer"]["dependentTasks"]) == {"FileBasedExampleGen", "ImportSchemaGen", "PositivePixelWeight"}
     assert "Trainer" in tasks(spec)["Evaluator"]["dependentTasks"]

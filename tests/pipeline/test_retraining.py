@@ -1,0 +1,46 @@
+"""Scheduled retraining, locally: two spans in a row; only a model that is not worse replaces the served one."""
+
+import os
+
+import pytest
+import tensorflow_model_analysis as tfma
+
+from models.config import testing_config
+from pipeline.config import testing_pipeline_config
+from pipeline.local_runner import run_local
+from unet4mri import synthetic_data
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def spans(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spans")
+    # Seeds 0 and 2 give every split at least one of the 6 patients (hash of the case id).
+    synthetic_data.generate_dataset(str(root / "span-1"), 6, 10, seed=0)
+    synthetic_data.generate_dataset(str(root / "span-2"), 6, 10, seed=2)
+    return str(root)
+
+
+def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_path):
+    good = testing_config(epochs=12, early_stopping_patience=12, learning_rate=5e-3)
+    config = testing_pipeline_config(spans, str(tmp_path), training=good, span_pattern="span-{SPAN}", guard_small_tumors=False)
+    os.rename(os.path.join(spans, "span-2"), os.path.join(spans, "hidden-2"))  # only span 1 exists at first
+    try:
+        first = run_local(config)
+    finally:
+        os.rename(os.path.join(spans, "hidden-2"), os.path.join(spans, "span-2"))
+    assert first.blessed and first.pushed_to
+    assert first.metrics_by_slice["overall"]["dice_per_tumor_slice_mean"] > 0.2
+
+    # Span 2 arrives; the candidate is deliberately broken: one epoch at a learning rate that cannot learn.
+    broken = testing_config(epochs=1, learning_rate=1e-7)
+    second = run_local(testing_pipeline_config(spans, str(tmp_path), training=broken, span_pattern="span-{SPAN}", guard_small_tumors=False))
+    trainer = next(run for run in second.components if run.component == "Trainer")
+    assert trainer.state == "complete"  # it trained on the new span
+    assert second.blessed is False and second.pushed_to is None
+    assert os.listdir(os.path.join(str(tmp_path), "serving_model")) == [os.path.basename(first.pushed_to)]
+    # The refusal is the comparison with the served model (a diff metric), not the absolute floor (0 here).
+    evaluation = next(run for run in second.components if run.component == "Evaluator").outputs["evaluation"][0].uri
+    failures = [f for s in tfma.load_validation_result(evaluation).metric_validations_per_slice for f in s.failures]
+    assert failures and all(f.metric_key.is_diff and f.metric_key.name == "dice_per_tumor_slice_mean" for f in failures)
