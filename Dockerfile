@@ -1,0 +1,33 @@
+# Pipeline image for Kubeflow Pipelines / Vertex AI: the pinned stack and this project.
+#
+#   GPU (Trainer):  docker build -t REGISTRY/unet4mri:gpu --build-arg TENSORFLOW_EXTRA=and-cuda .
+#   CPU (others):   docker build -t REGISTRY/unet4mri:cpu .
+#
+# TFX 1.16's compiled dependencies exist for Python 3.9/3.10 only, and the official
+# tensorflow/tensorflow:2.16.2-gpu image ships Python 3.11, so the base is Python 3.10
+# and the GPU build takes CUDA and cuDNN from `tensorflow[and-cuda]` (pip wheels; the
+# driver comes from the node through the NVIDIA container runtime).
+FROM python:3.10-slim-bookworm
+
+ARG TENSORFLOW_EXTRA=""
+ENV TF_USE_LEGACY_KERAS=0 \
+    TF_CPP_MIN_LOG_LEVEL=3 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /unet4mri
+COPY requirements/lock.txt requirements/lock.txt
+RUN pip install --upgrade "pip<25" wheel setuptools \
+ && pip install -c requirements/lock.txt "tfx[kfp]==1.16.0" "apache-beam[gcp]==2.59.0" \
+ && if [ -n "$TENSORFLOW_EXTRA" ]; then pip install "tensorflow[$TENSORFLOW_EXTRA]==2.16.2"; fi
+
+COPY setup.py README.md ./
+COPY pipeline pipeline
+COPY components components
+COPY models models
+COPY data_schema data_schema
+COPY unet4mri unet4mri
+RUN pip install -c requirements/lock.txt . && python -c "import components, models, pipeline, unet4mri"
+
+# Kubeflow V2 runs `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`
+# (set in the compiled spec); every custom component and the trainer import from the package.
