@@ -7,7 +7,14 @@ from pipeline.pipeline import create_pipeline
 from unet4mri.run_summary import RunSummary, summarize_run
 
 
-def run_local(config: PipelineConfig) -> RunSummary:
-    """Run every component (reusing cached results) and summarize what the run did."""
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+def run_local(config: PipelineConfig, variant: str = "local") -> RunSummary:
+    """Run every component (reusing cached results) and summarize what the run did.
+
+    variant: "local" (Resolver for the served model), or "kfp" to run the
+    open-source-KFP graph (LatestPushedModel instead of a Resolver) on this
+    machine, which shows that both decide the same way.
+    """
+    pipeline = create_pipeline(config, orchestrator=variant)
+    pipeline.metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    tfx.orchestration.LocalDagRunner().run(pipeline)
     return summarize_run(config.metadata_path, config.pipeline_name)

@@ -22,12 +22,14 @@ def spans(tmp_path_factory):
     return str(root)
 
 
-def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_path):
+@pytest.mark.parametrize("variant", ["local", "kfp"])
+def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_path, variant):
+    """Both ways of finding the served model (Resolver; LatestPushedModel on KFP) decide the same."""
     good = testing_config(epochs=12, early_stopping_patience=12, learning_rate=5e-3)
     config = testing_pipeline_config(spans, str(tmp_path), training=good, span_pattern="span-{SPAN}", guard_small_tumors=False)
     os.rename(os.path.join(spans, "span-2"), os.path.join(spans, "hidden-2"))  # only span 1 exists at first
     try:
-        first = run_local(config)
+        first = run_local(config, variant)
     finally:
         os.rename(os.path.join(spans, "hidden-2"), os.path.join(spans, "span-2"))
     assert first.blessed and first.pushed_to
@@ -35,7 +37,8 @@ def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_p
 
     # Span 2 arrives; the candidate is deliberately broken: one epoch at a learning rate that cannot learn.
     broken = testing_config(epochs=1, learning_rate=1e-7)
-    second = run_local(testing_pipeline_config(spans, str(tmp_path), training=broken, span_pattern="span-{SPAN}", guard_small_tumors=False))
+    second_config = testing_pipeline_config(spans, str(tmp_path), training=broken, span_pattern="span-{SPAN}", guard_small_tumors=False)
+    second = run_local(second_config, variant)
     trainer = next(run for run in second.components if run.component == "Trainer")
     assert trainer.state == "complete"  # it trained on the new span
     assert second.blessed is False and second.pushed_to is None
