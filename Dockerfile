@@ -3,10 +3,12 @@
 #   GPU (Trainer):  docker build -t REGISTRY/unet4mri:gpu --build-arg TENSORFLOW_EXTRA=and-cuda .
 #   CPU (others):   docker build -t REGISTRY/unet4mri:cpu .
 #
-# TFX 1.16's compiled dependencies exist for Python 3.9/3.10 only, and the official
-# tensorflow/tensorflow:2.16.2-gpu image ships Python 3.11, so the base is Python 3.10
-# and the GPU build takes CUDA and cuDNN from `tensorflow[and-cuda]` (pip wheels; the
-# driver comes from the node through the NVIDIA container runtime).
+# TFX 1.16's compiled dependencies (ml-metadata, tfx-bsl) exist for Python 3.9/3.10
+# only, and the official tensorflow/tensorflow GPU images of recent releases ship
+# Python 3.11 (tensorflow/tensorflow#82529), so the base is Python 3.10 and the GPU
+# build takes CUDA and cuDNN from `tensorflow[and-cuda]` (pip wheels; the driver comes
+# from the node through the NVIDIA container runtime). Not built in this repository's
+# CI: its machines reach no container registry.
 FROM python:3.10-slim-bookworm
 
 ARG TENSORFLOW_EXTRA=""
