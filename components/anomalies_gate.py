@@ -17,13 +17,16 @@ class DataValidationError(ValueError):
     """The data does not match the curated schema."""
 
 
+def _read_split(uri: str, split: str, file_name: str, message_class):
+    with tf.io.gfile.GFile(os.path.join(uri, f"Split-{split}", file_name), "rb") as serialized:
+        return message_class.FromString(serialized.read())
+
+
 def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> list[str]:
     """One line per anomalous feature: `split 'train': feature 'height': <description>`."""
     lines = []
     for split in split_names:
-        path = os.path.join(anomalies_uri, f"Split-{split}", "SchemaDiff.pb")
-        with tf.io.gfile.GFile(path, "rb") as serialized:
-            anomalies = anomalies_pb2.Anomalies.FromString(serialized.read())
+        anomalies = _read_split(anomalies_uri, split, "SchemaDiff.pb", anomalies_pb2.Anomalies)
         for feature, info in sorted(anomalies.anomaly_info.items()):
             lines.append(f"split '{split}': feature '{feature}': {info.description or info.short_description}")
         if anomalies.HasField("dataset_anomaly_info"):
@@ -35,9 +38,7 @@ def empty_splits(statistics_uri: str, split_names: list[str]) -> list[str]:
     """One line per split without examples (TFDV does not call that an anomaly)."""
     lines = []
     for split in split_names:
-        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-        with tf.io.gfile.GFile(path, "rb") as serialized:
-            statistics = statistics_pb2.DatasetFeatureStatisticsList.FromString(serialized.read())
+        statistics = _read_split(statistics_uri, split, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList)
         if sum(dataset.num_examples for dataset in statistics.datasets) == 0:
             lines.append(f"split '{split}' has no slices (too few patients for the split proportions?)")
     return lines

@@ -211,6 +211,11 @@ def command_build_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
+    parser.add_argument("--batch-size", type=int, default=16, help="slices per call of the model (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unet4mri", description="Brain-MRI tumor segmentation with a TFX pipeline.")
     parser.add_argument("--verbose", action="store_true", help="show the stack's logs, warnings and tracebacks")
@@ -233,18 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=command_run)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a pushed model on a kaggle_3m-layout folder")
-    evaluate.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
+    _model_options(evaluate)
     evaluate.add_argument("--data-dir", required=True, help="slices in the kaggle_3m layout")
     evaluate.add_argument("--output", required=True, help="JSON file to write")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     evaluate.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="segment new slices: masks, overlays and CSV summaries")
-    predict.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
+    _model_options(predict)
     predict.add_argument("--input", required=True, help="one slice (TIFF/PNG), a case folder or a kaggle_3m-layout root")
     predict.add_argument("--output", required=True, help="folder for the results")
     predict.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is tumor (default: %(default)s)")
-    predict.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     predict.set_defaults(handler=command_predict)
 
     report = commands.add_parser("report", help="write a self-contained HTML report of a run")

@@ -14,6 +14,7 @@ from components.slice_example_gen.executor import IngestionError
 from data_schema import features
 from pipeline.config import testing_pipeline_config
 from pipeline.local_runner import run_local
+from tests.conftest import TINY_RUN_ARGS
 from unet4mri import evaluate, run_summary, slices, synthetic_data
 
 pytestmark = pytest.mark.e2e
@@ -124,32 +125,8 @@ def test_slices_of_another_size_are_an_anomaly_that_stops_training(tmp_path):
 def test_unetpp_with_deep_supervision_and_focal_tversky_runs_end_to_end(tiny_dataset, tmp_path):
     from unet4mri import cli
 
-    argv = [
-        "run",
-        "--data-dir",
-        tiny_dataset,
-        "--output-dir",
-        str(tmp_path),
-        "--model",
-        "unetpp",
-        "--deep-supervision",
-        "--prune-level",
-        "2",
-        "--loss",
-        "focal_tversky",
-        "--epochs",
-        "1",
-        "--image-size",
-        "32",
-        "--depth",
-        "2",
-        "--n-filters",
-        "8",
-        "--batch-size",
-        "8",
-        "--min-tumor-slice-dice",
-        "0",
-    ]
+    options = "--model unetpp --deep-supervision --prune-level 2 --loss focal_tversky".split()
+    argv = ["run", "--data-dir", tiny_dataset, "--output-dir", str(tmp_path), *options, *TINY_RUN_ARGS]
     assert cli.main(argv) == 0
     pushed = evaluate.latest_model_dir(os.path.join(str(tmp_path), "serving_model"))
     model = tf.saved_model.load(pushed)

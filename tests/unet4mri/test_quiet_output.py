@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.conftest import TINY_RUN_ARGS
+
 NOISE = re.compile(
     r"warn|deprecat|ArtifactQuery|tf_record_iterator|oneDNN|cuda|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |^[IWEF]\d{4} ",
     re.IGNORECASE,
@@ -22,18 +24,7 @@ def test_a_default_run_prints_progress_and_no_warnings_from_the_stack(tiny_datas
         tiny_dataset,
         "--output-dir",
         str(tmp_path),
-        "--epochs",
-        "1",
-        "--image-size",
-        "32",
-        "--depth",
-        "2",
-        "--n-filters",
-        "8",
-        "--batch-size",
-        "8",
-        "--min-tumor-slice-dice",
-        "0",
+        *TINY_RUN_ARGS,
         "--no-report",
     ]
     env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
