@@ -172,84 +172,134 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 """
 
 
-def build_report(run_dir: str, output: str | None = None, pipeline_name: str = "unet4mri") -> str:
-    """Write the HTML report of the run in `run_dir` (an `unet4mri run --output-dir`); returns its path."""
+class _Run:
+    """The latest artifacts of a run, by component and output key."""
 
-    from components.anomalies_gate import describe_anomalies
-    from components.slice_example_gen.executor import REJECTED_FILE
-    from models.trainer_module import HISTORY_FILE
+    def __init__(self, run_dir: str, pipeline_name: str):
+        self.summary = run_summary.summarize_run(os.path.join(run_dir, "metadata.sqlite"), pipeline_name)
+        self._runs = {run.component: run for run in self.summary.components}
 
-    summary = run_summary.summarize_run(os.path.join(run_dir, "metadata.sqlite"), pipeline_name)
-    runs = {run.component: run for run in summary.components}
-
-    def artifact(component: str, key: str):
-        run = runs.get(component)
+    def artifact(self, component: str, key: str):
+        run = self._runs.get(component)
         return run.outputs[key][0] if run and run.outputs.get(key) else None
 
-    parts = [f"<h1>UNet4MRI run report</h1><p class='note'>{html.escape(os.path.abspath(run_dir))}</p>"]
 
-    parts.append("<h2 id='run'>Run</h2>")
-    parts.append(_table(["component", "state", "seconds"], [[r.component, r.state, f"{r.seconds:.1f}"] for r in summary.components]))
-    model_run = artifact("Trainer", "model_run")
-    history = {}
-    if model_run is not None and os.path.isfile(os.path.join(model_run.uri, HISTORY_FILE)):
-        with open(os.path.join(model_run.uri, HISTORY_FILE)) as source:
-            history = json.load(source)
-        config = history.get("config", {})
-        parts.append("<p>Training options: " + html.escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))) + "</p>")
+def _training_history(run: _Run) -> dict:
+    from models.trainer_module import HISTORY_FILE
 
-    parts.append("<h2 id='data'>Data</h2>")
-    statistics = artifact("StatisticsGen", "statistics")
+    model_run = run.artifact("Trainer", "model_run")
+    if model_run is None or not os.path.isfile(os.path.join(model_run.uri, HISTORY_FILE)):
+        return {}
+    with open(os.path.join(model_run.uri, HISTORY_FILE)) as source:
+        return json.load(source)
+
+
+def _section_run(run: _Run, history: dict) -> list[str]:
+    rows = [[r.component, r.state, f"{r.seconds:.1f}"] for r in run.summary.components]
+    parts = ["<h2 id='run'>Run</h2>", _table(["component", "state", "seconds"], rows)]
+    if history.get("config"):
+        options = ", ".join(f"{key}={value}" for key, value in sorted(history["config"].items()))
+        parts.append(f"<p>Training options: {html.escape(options)}</p>")
+    return parts
+
+
+def _section_data(run: _Run) -> list[str]:
+    from components.anomalies_gate import describe_anomalies
+    from components.slice_example_gen.executor import REJECTED_FILE
+
+    parts = ["<h2 id='data'>Data</h2>"]
+    statistics = run.artifact("StatisticsGen", "statistics")
     if statistics is not None:
-        by_split = split_statistics(statistics.uri)
         buckets = list(features.TUMOR_SIZE_BUCKETS)
-        rows = [[split, s["slices"], s["patients"], *[s["buckets"].get(b, 0) for b in buckets]] for split, s in by_split.items()]
+        rows = [
+            [split, stats["slices"], stats["patients"], *[stats["buckets"].get(b, 0) for b in buckets]]
+            for split, stats in split_statistics(statistics.uri).items()
+        ]
         parts.append(_table(["split", "slices", "patients", *[f"{b} slices" for b in buckets]], rows))
-    anomalies = artifact("ExampleValidator", "anomalies")
+    anomalies = run.artifact("ExampleValidator", "anomalies")
     if anomalies is not None:
         found = describe_anomalies(anomalies.uri, run_summary.split_names(anomalies))
-        parts.append(
-            "<p>Anomalies: "
-            + ("<span class='ok'>none</span>" if not found else "<span class='bad'>" + html.escape("; ".join(found)) + "</span>")
-            + "</p>"
-        )
-    examples = artifact("FileBasedExampleGen", "examples")
+        verdict = "<span class='ok'>none</span>" if not found else f"<span class='bad'>{html.escape('; '.join(found))}</span>"
+        parts.append(f"<p>Anomalies: {verdict}</p>")
+    examples = run.artifact("FileBasedExampleGen", "examples")
     if examples is not None and os.path.isfile(os.path.join(examples.uri, REJECTED_FILE)):
         with open(os.path.join(examples.uri, REJECTED_FILE)) as source:
             rejected = max(sum(1 for _ in source) - 1, 0)
         parts.append(f"<p>Rejected slices: {rejected} (list in {html.escape(os.path.join(examples.uri, REJECTED_FILE))})</p>")
-    if summary.positive_pixel_weight is not None:
-        parts.append(
-            f"<p>Positive-pixel weight (negative / positive pixels of the train split): <b>{summary.positive_pixel_weight:.1f}</b></p>"
-        )
+    weight = run.summary.positive_pixel_weight
+    if weight is not None:
+        parts.append(f"<p>Positive-pixel weight (negative / positive pixels of the train split): <b>{weight:.1f}</b></p>")
+    return parts
 
-    parts.append("<h2 id='training'>Training</h2>")
-    if history.get("history"):
-        parts.append(f"<img alt='training curves' src='{_curves(history['history'])}'>")
-        parts.append(f"<p>Best epoch (validation Dice on the eval patients): {history.get('best_epoch')}; its weights were exported.</p>")
-    else:
-        parts.append("<p class='note'>No training history found.</p>")
 
-    parts.append("<h2 id='evaluation'>Evaluation on the test patients</h2>")
-    if summary.metrics_by_slice:
-        names = [n for n in _BUCKET_ORDER if n in summary.metrics_by_slice]
-        rows = [[key, *[_format(summary.metrics_by_slice[n].get(key)) for n in names]] for key in metrics.METRIC_KEYS]
-        parts.append(_table(["metric", *names], rows))
-        parts.append(f"<img alt='metrics by tumor size' src='{_bucket_chart(summary.metrics_by_slice)}'>")
-    decision = "<span class='ok'>blessed</span>" if summary.blessed else "<span class='bad'>not blessed</span>"
-    parts.append(f"<p>Decision: {decision} (gate: overall dice_per_tumor_slice_mean ≥ the run's --min-tumor-slice-dice). ")
-    parts.append(f"Pushed to: {html.escape(summary.pushed_to)}</p>" if summary.pushed_to else "Not pushed.</p>")
+def _section_training(history: dict) -> list[str]:
+    parts = ["<h2 id='training'>Training</h2>"]
+    if not history.get("history"):
+        return parts + ["<p class='note'>No training history found.</p>"]
+    return parts + [
+        f"<img alt='training curves' src='{_curves(history['history'])}'>",
+        f"<p>Best epoch (validation Dice on the eval patients): {history.get('best_epoch')}; its weights were exported.</p>",
+    ]
 
-    parts.append("<h2 id='gallery'>Gallery (test patients; truth outline green, prediction red)</h2>")
-    model = artifact("Trainer", "model")
-    if model is not None and examples is not None:
-        items = gallery(os.path.join(model.uri, "Format-Serving"), examples.uri)
-        figures = []
-        for item in items:
-            title = html.escape(item.title)
-            figures.append(f"<figure><img width='256' alt='{title}' src='{_png(item.image)}'><figcaption>{title}</figcaption></figure>")
-        parts.append("<div class='gallery'>" + "".join(figures) + "</div>")
 
+def blessing_thresholds(evaluation_uri: str) -> list[str]:
+    """The Evaluator's thresholds in words, from the eval_config.json it wrote."""
+    with open(os.path.join(evaluation_uri, "eval_config.json")) as source:
+        config = json.load(source)["evalConfig"]
+    lines = []
+    for spec in config.get("metricsSpecs", []):
+        for metric, per_slice in spec.get("perSliceThresholds", {}).items():
+            for threshold in per_slice.get("thresholds", []):
+                where = " and ".join(
+                    "overall" if not s else ", ".join(f"{k}={v}" for k, v in s.get("featureValues", {}).items())
+                    for s in threshold.get("slicingSpecs", [{}])
+                )
+                value = threshold.get("threshold", {})
+                if "valueThreshold" in value:
+                    lines.append(f"{metric} ≥ {value['valueThreshold'].get('lowerBound', 0)} ({where})")
+                if "changeThreshold" in value:
+                    drop = -float(value["changeThreshold"].get("absolute", 0))
+                    lines.append(f"{metric} at most {drop:g} below the served model ({where})")
+    if lines and not any("served model" in line for line in lines):
+        lines.append("no comparison: no model was served yet")  # TFX drops change thresholds without a baseline
+    return lines
+
+
+def _section_evaluation(run: _Run) -> list[str]:
+    by_slice = run.summary.metrics_by_slice
+    parts = ["<h2 id='evaluation'>Evaluation on the test patients</h2>"]
+    if by_slice:
+        names = [n for n in _BUCKET_ORDER if n in by_slice]
+        rows = [[key, *[_format(by_slice[n].get(key)) for n in names]] for key in metrics.METRIC_KEYS]
+        parts += [_table(["metric", *names], rows), f"<img alt='metrics by tumor size' src='{_bucket_chart(by_slice)}'>"]
+    decision = "<span class='ok'>blessed</span>" if run.summary.blessed else "<span class='bad'>not blessed</span>"
+    evaluation = run.artifact("Evaluator", "evaluation")
+    gates = blessing_thresholds(evaluation.uri) if evaluation is not None else []
+    parts.append(f"<p>Decision: {decision}. Gates: {html.escape('; '.join(gates)) or 'none'}.</p>")
+    pushed = run.summary.pushed_to
+    parts.append(f"<p>Pushed to: {html.escape(pushed)}</p>" if pushed else "<p>Not pushed.</p>")
+    return parts
+
+
+def _section_gallery(run: _Run) -> list[str]:
+    parts = ["<h2 id='gallery'>Gallery (test patients; truth outline green, prediction red)</h2>"]
+    model, examples = run.artifact("Trainer", "model"), run.artifact("FileBasedExampleGen", "examples")
+    if model is None or examples is None:
+        return parts
+    figures = []
+    for item in gallery(os.path.join(model.uri, "Format-Serving"), examples.uri):
+        title = html.escape(item.title)
+        figures.append(f"<figure><img width='256' alt='{title}' src='{_png(item.image)}'><figcaption>{title}</figcaption></figure>")
+    return parts + ["<div class='gallery'>" + "".join(figures) + "</div>"]
+
+
+def build_report(run_dir: str, output: str | None = None, pipeline_name: str = "unet4mri") -> str:
+    """Write the HTML report of the run in `run_dir` (an `unet4mri run --output-dir`); returns its path."""
+    run = _Run(run_dir, pipeline_name)
+    history = _training_history(run)
+    parts = [f"<h1>UNet4MRI run report</h1><p class='note'>{html.escape(os.path.abspath(run_dir))}</p>"]
+    parts += _section_run(run, history) + _section_data(run) + _section_training(history)
+    parts += _section_evaluation(run) + _section_gallery(run)
     head = f"<meta charset='utf-8'><title>UNet4MRI report</title><style>{_STYLE}</style>"
     page = f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{''.join(parts)}</body></html>"
     output = output or os.path.join(run_dir, "report.html")

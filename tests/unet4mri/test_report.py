@@ -31,3 +31,5 @@ def test_report_has_every_section_and_embedded_pictures(tiny_run, tmp_path):
     text = " ".join(parser.text)
     for expected in ("FileBasedExampleGen", "Positive-pixel weight", "dice_per_patient_mean", "blessed", "Anomalies"):
         assert expected in text
+    # The gate of the testing configuration; the first run has no served model to compare with.
+    assert "dice_per_tumor_slice_mean ≥ 0.0 (overall); no comparison: no model was served yet" in text
