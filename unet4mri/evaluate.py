@@ -51,17 +51,22 @@ def latest_model_dir(serving_dir: str) -> str:
     return os.path.join(serving_dir, versions[-1])
 
 
+def group_by_shape(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of `images` grouped by shape: the model takes one size per call."""
+    groups: dict[tuple, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    return list(groups.values())
+
+
 def predict_counts(predict, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
     """Per-slice counts of the model's masks against the truth, batched by image size."""
     counts = []
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
         loaded = [slices.read_pair(pair) for pair in batch]
-        by_shape: dict[tuple, list[int]] = {}
-        for index, (image, _) in enumerate(loaded):
-            by_shape.setdefault(image.shape, []).append(index)
         predicted: dict[int, np.ndarray] = {}
-        for indices in by_shape.values():
+        for indices in group_by_shape([image for image, _ in loaded]):
             masks = predict(np.stack([loaded[i][0] for i in indices]))
             predicted.update(zip(indices, masks))
         for index, pair in enumerate(batch):

@@ -52,20 +52,13 @@ def predict_folder(model_dir: str, input_path: str, output_dir: str, threshold: 
     for start in tqdm(range(0, len(pairs), batch_size), desc="predicting", unit="batch", leave=False):
         batch = pairs[start : start + batch_size]
         images = [slices.read_any_image(pair.image_path) for pair in batch]
-        for indices in _group_by_shape(images):
+        for indices in evaluate.group_by_shape(images):
             probabilities = probabilities_of(np.stack([images[i] for i in indices]))
             for i, probability in zip(indices, probabilities):
                 results.append(_write_slice(batch[i], images[i], probability > threshold, output_dir))
     results.sort(key=lambda r: (r.case_id, r.name))
     _write_tables(results, output_dir)
     return results
-
-
-def _group_by_shape(images: list[np.ndarray]) -> list[list[int]]:
-    groups: dict[tuple, list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(index)
-    return list(groups.values())
 
 
 def _write_slice(pair: slices.SlicePair, image: np.ndarray, predicted: np.ndarray, output_dir: str) -> SlicePrediction:
