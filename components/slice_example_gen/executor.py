@@ -1,7 +1,7 @@
 """ExampleGen executor: a Beam PTransform from a kaggle_3m-layout folder to tf.Examples.
 
-Files that cannot be read (corrupt TIFF, wrong shape, non-binary mask, ...)
-are rejected, not dropped silently: each is written with its reason to
+Files that cannot be used (corrupt TIFF, wrong shape, non-binary mask, an
+image without its mask or a mask without its image, ...) are rejected, not dropped silently: each is written with its reason to
 `rejected.csv` in the examples artifact, and the run fails with a one-line
 error naming the first one when the rejected fraction exceeds
 `max_rejected_fraction` (default 0: any bad file stops the run).
@@ -120,14 +120,16 @@ def _SlicesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
         raise ValueError(f"split pattern must end in {SLICE_FILES_PATTERN!r}, got {split_pattern!r}")
     root_pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern[: -len(SLICE_FILES_PATTERN)])
     roots = sorted(tf.io.gfile.glob(root_pattern)) if any(c in root_pattern for c in "*?[") else [root_pattern]
-    pairs = [pair for root in roots for pair in slices.find_slice_pairs(root)]
+    listings = [slices.list_slices(root) for root in roots]
     results = (
         pipeline
-        | "ListSlices" >> beam.Create(pairs, reshuffle=True)
+        | "ListSlices" >> beam.Create([pair for listing in listings for pair in listing.pairs], reshuffle=True)
         | "ReadSlices" >> beam.ParDo(_ReadSlice(_options(exec_properties))).with_outputs(_REJECTED_TAG, main="examples")
     )
+    unpaired = pipeline | "ListUnpaired" >> beam.Create([problem for listing in listings for problem in listing.unpaired])
     _ = (
-        results[_REJECTED_TAG]
+        (results[_REJECTED_TAG], unpaired)
+        | "AllRejected" >> beam.Flatten()
         | "FormatRejected" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")
         | "WriteRejected" >> beam.io.WriteToText(exec_properties[_REJECTED_PATH], shard_name_template="")
     )

@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def test_finds_pairs_sorted_by_case_and_number(tmp_path):
 def test_nested_copy_of_the_archive_is_read_once(tmp_path):
     rng = np.random.default_rng(0)
     write_pair(tmp_path, "CASE_A", 1, *random_pair(rng))
-    write_pair(tmp_path / "kaggle_3m", "CASE_A", 1, *random_pair(rng))
+    shutil.copytree(tmp_path / "CASE_A", tmp_path / "kaggle_3m" / "CASE_A")
     write_pair(tmp_path / "kaggle_3m", "CASE_B", 1, *random_pair(rng))
     pairs = slices.find_slice_pairs(str(tmp_path))
     assert [(p.case_id, os.path.dirname(p.image_path)) for p in pairs] == [
@@ -101,10 +102,55 @@ def test_mask_of_another_size_or_grey_values_is_rejected(tmp_path):
         slices.read_mask(path)
 
 
-def test_symbolic_links_to_case_folders_are_followed_without_looping(tmp_path):
-    write_pair(tmp_path / "store", "CASE_A", 1, *random_pair(np.random.default_rng(0)))
-    (tmp_path / "data").mkdir()
-    os.symlink(tmp_path / "store" / "CASE_A", tmp_path / "data" / "CASE_A")
-    os.symlink(tmp_path / "data", tmp_path / "data" / "CASE_A_loop")  # a loop back to the root
-    pairs = slices.find_slice_pairs(str(tmp_path / "data"))
+def test_symbolic_links_inside_the_root_are_followed_without_looping(tmp_path):
+    data = tmp_path / "data"
+    write_pair(data / "store", "CASE_A", 1, *random_pair(np.random.default_rng(0)))
+    os.symlink(data / "store" / "CASE_A", data / "CASE_A")
+    os.symlink(data, data / "store" / "loop")  # a loop back to the root
+    pairs = slices.find_slice_pairs(str(data))
     assert [(p.case_id, p.slice_index) for p in pairs] == [("CASE_A", 1)]
+
+
+def test_a_linked_folder_or_file_outside_the_root_is_refused(tmp_path):
+    write_pair(tmp_path / "elsewhere", "CASE_A", 1, *random_pair(np.random.default_rng(0)))
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "CASE_A", tmp_path / "data" / "CASE_A")
+    with pytest.raises(slices.SliceError, match=r"data/CASE_A: resolves to .*elsewhere/CASE_A, outside the data folder"):
+        slices.find_slice_pairs(str(tmp_path / "data"))
+    os.remove(tmp_path / "data" / "CASE_A")
+    (tmp_path / "data" / "CASE_A").mkdir()
+    for name in ("CASE_A_1.tif", "CASE_A_1_mask.tif"):
+        os.symlink(tmp_path / "elsewhere" / "CASE_A" / name, tmp_path / "data" / "CASE_A" / name)
+    with pytest.raises(slices.SliceError, match=r"CASE_A_1(_mask)?\.tif: resolves to .*, outside the data folder"):
+        slices.find_slice_pairs(str(tmp_path / "data"))
+
+
+def test_a_case_id_in_two_folders_with_other_files_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    write_pair(tmp_path / "site1", "CASE_A", 1, *random_pair(rng))
+    write_pair(tmp_path / "site2", "CASE_A", 1, *random_pair(rng))
+    with pytest.raises(slices.SliceError, match=r"site2/CASE_A: case id 'CASE_A' is also .*site1/CASE_A, with other files"):
+        slices.find_slice_pairs(str(tmp_path))
+
+
+def test_unpaired_files_are_listed_with_their_reasons(tmp_path):
+    rng = np.random.default_rng(0)
+    for index in (1, 2, 3):
+        write_pair(tmp_path, "C", index, *random_pair(rng))
+    os.remove(tmp_path / "C" / "C_2_mask.tif")
+    os.remove(tmp_path / "C" / "C_3.tif")
+    listing = slices.list_slices(str(tmp_path))
+    assert [p.slice_index for p in listing.pairs] == [1]
+    assert [(os.path.basename(path), reason.split(": ", 1)[1]) for path, reason in listing.unpaired] == [
+        ("C_2.tif", "slice has no mask file C_2_mask.tif"),
+        ("C_3_mask.tif", "mask has no slice file C_3.tif"),
+    ]
+    assert [p.slice_index for p in slices.list_slices(str(tmp_path), masks_required=False).pairs] == [1, 2]
+
+
+def test_a_tiff_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
+    path = str(tmp_path / "huge.tif")
+    with tifffile.TiffWriter(path) as tiff:
+        tiff.write(shape=(20000, 20000, 3), dtype=np.uint8)  # header only: an empty 1.2 GB image
+    with pytest.raises(slices.SliceError, match=r"huge.tif: TIFF claims shape \[20000, 20000, 3\]"):
+        slices.read_image(path)
