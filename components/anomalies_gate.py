@@ -1,8 +1,15 @@
-"""AnomaliesGate: stops the run before training when ExampleValidator found anomalies.
+"""AnomaliesGate: stops the run before training when the data is not fit to train on.
 
 ExampleValidator records anomalies but lets the pipeline go on; this small
 component fails with a message that says what is wrong, and the components
-that train depend on it.
+that train depend on it. It fails on
+- anomalies against the curated schema (ExampleValidator's output);
+- a split without slices (TFDV does not call that an anomaly);
+- drift: when the statistics of the previous run are given, the train split's
+  distributions of `features.DRIFT_FEATURES` (tumor-pixel fraction and the
+  per-channel mean intensities) are compared with the previous ones by TFDV's
+  Jensen-Shannon divergence; above `max_drift` the run stops (a new scanner,
+  another intensity normalization, masks drawn another way).
 """
 
 import os
@@ -11,6 +18,10 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+
+from data_schema import features
+
+DRIFT_SPLIT = "train"
 
 
 class DataValidationError(ValueError):
@@ -44,12 +55,46 @@ def empty_splits(statistics_uri: str, split_names: list[str]) -> list[str]:
     return lines
 
 
+def drift(statistics_uri: str, previous_uri: str, max_drift: float, split: str = DRIFT_SPLIT) -> dict[str, float]:
+    """Jensen-Shannon divergence of each DRIFT_FEATURES distribution, `split` now against before."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = schema_pb2.Schema()
+    for name in features.DRIFT_FEATURES:
+        feature = schema.feature.add(name=name, type=schema_pb2.FLOAT)
+        feature.drift_comparator.jensen_shannon_divergence.threshold = max_drift
+    current = _read_split(statistics_uri, split, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList)
+    previous = _read_split(previous_uri, split, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList)
+    anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+    return {
+        info.path.step[0]: measurement.value
+        for info in anomalies.drift_skew_info
+        for measurement in info.drift_measurements
+        if measurement.type == anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE
+    }
+
+
+def describe_drift(statistics_uri: str, previous_uri: str, max_drift: float) -> list[str]:
+    """One line per drift feature whose divergence exceeds `max_drift`."""
+    return [
+        f"split '{DRIFT_SPLIT}': feature '{name}' drifted since the previous run "
+        f"(Jensen-Shannon divergence {value:.3f} > max_drift={max_drift})"
+        for name, value in sorted(drift(statistics_uri, previous_uri, max_drift).items())
+        if value > max_drift
+    ]
+
+
 @tfx.dsl.components.component
 def AnomaliesGate(  # noqa: N802
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
+    max_drift: tfx.dsl.components.Parameter[float] = 1.0,
 ) -> None:
     found = empty_splits(statistics.uri, artifact_utils.decode_split_names(statistics.split_names))
     found += describe_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
+    if previous_statistics is not None and previous_statistics.uri != statistics.uri and not found:
+        found += describe_drift(statistics.uri, previous_statistics.uri, max_drift)
     if found:
         raise DataValidationError(f"data validation failed: {'; '.join(found)} (anomalies in {anomalies.uri})")

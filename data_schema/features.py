@@ -11,6 +11,12 @@ Layout of one `tf.train.Example` (one MRI slice):
   tumor_pixels:      int64, number of tumor pixels in the mask at native size
   tumor_size_bucket: bytes, one of TUMOR_SIZE_BUCKETS
   height, width:     int64, native slice size in pixels
+  tumor_pixel_fraction: float, tumor_pixels / (height * width)
+  mean_intensity_<channel>: float, per channel (pre_contrast, flair,
+                     post_contrast) the mean 0..255 intensity over the head
+                     (pixels where any channel is non-zero), 0 on a blank slice
+
+The last four are summaries for the drift check between spans (DRIFT_FEATURES).
 """
 
 import importlib.resources
@@ -23,6 +29,9 @@ TUMOR_PIXELS = "tumor_pixels"
 TUMOR_SIZE_BUCKET = "tumor_size_bucket"
 HEIGHT = "height"
 WIDTH = "width"
+TUMOR_PIXEL_FRACTION = "tumor_pixel_fraction"
+MEAN_INTENSITIES = ("mean_intensity_pre_contrast", "mean_intensity_flair", "mean_intensity_post_contrast")
+DRIFT_FEATURES = (TUMOR_PIXEL_FRACTION, *MEAN_INTENSITIES)
 
 CHANNELS = 3
 CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")

@@ -2,7 +2,8 @@
 
 ExampleGen (slices -> tf.Examples, split by patient) -> StatisticsGen ->
 ImportSchemaGen (data_schema/schema.pbtxt) -> ExampleValidator -> AnomaliesGate
--> PositivePixelWeight -> Trainer -> Evaluator (TFMA, gates the blessing
+(anomalies, empty splits, drift against the previous run's statistics) ->
+PositivePixelWeight -> Trainer -> Evaluator (TFMA, gates the blessing
 against thresholds and the served model) -> Pusher (one versioned directory
 per push).
 
@@ -151,10 +152,24 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"])
+    components = [example_gen, statistics_gen, schema_gen, example_validator]
+    previous_statistics = None
+    if config.max_drift is not None and orchestrator != "kfp":  # open-source KFP runs no Resolver
+        previous_statistics = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+        ).with_id("previous_statistics")
+        statistics_gen.add_upstream_node(previous_statistics)  # resolve before this run's statistics exist
+        components.append(previous_statistics)
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        previous_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None,
+        max_drift=config.max_drift if config.max_drift is not None else 1.0,
+    )
     positive_pixel_weight = PositivePixelWeight(examples=example_gen.outputs["examples"], split="train")
     positive_pixel_weight.add_upstream_node(anomalies_gate)
-    components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate, positive_pixel_weight]
+    components += [anomalies_gate, positive_pixel_weight]
 
     warm_start = None
     if config.warm_start_from_served:

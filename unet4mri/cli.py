@@ -91,6 +91,7 @@ def _pipeline_config(args: argparse.Namespace, local: bool):
         guard_small_tumors=not args.no_small_tumor_guard,
         max_rejected_fraction=args.max_rejected_fraction,
         span_pattern=args.span_pattern,
+        max_drift=args.max_drift if args.max_drift > 0 else None,
         warm_start_from_served=args.warm_start_from_served,
         beam_pipeline_args=beam_args,
     )
@@ -106,6 +107,12 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
+    )
+    group.add_argument(
+        "--max-drift",
+        type=float,
+        default=0.05,
+        help="stop when a drift feature's Jensen-Shannon divergence from the previous run exceeds this; 0: no check (default: %(default)s)",
     )
     group.add_argument("--no-small-tumor-guard", action="store_true", help="check regressions on all slices only, not on small tumors too")
     group.add_argument("--span-pattern", default=None, help="read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")

@@ -78,6 +78,12 @@ def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_p
     def string(value: bytes):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
+    def float32(value: float):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+    head = image.any(axis=2)
+    means = image[head].mean(axis=0) if head.any() else np.zeros(features.CHANNELS)
+
     return tf.train.Example(
         features=tf.train.Features(
             feature={
@@ -89,6 +95,8 @@ def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_p
                 features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
                 features.HEIGHT: int64(image.shape[0]),
                 features.WIDTH: int64(image.shape[1]),
+                features.TUMOR_PIXEL_FRACTION: float32(tumor_pixels / mask.size),
+                **{name: float32(float(mean)) for name, mean in zip(features.MEAN_INTENSITIES, means)},
             }
         )
     )

@@ -1,9 +1,11 @@
 import os
+import shutil
 
 import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from components.anomalies_gate import describe_anomalies, empty_splits
+from components.anomalies_gate import describe_anomalies, describe_drift, drift, empty_splits
+from data_schema import features
 
 
 def write(path: str, message) -> None:
@@ -26,3 +28,41 @@ def test_empty_split_is_reported(tmp_path, num_examples, expected):
     statistics.datasets.add(num_examples=num_examples)
     write(str(tmp_path / "Split-test" / "FeatureStats.pb"), statistics)
     assert [line.split(" (")[0] for line in empty_splits(str(tmp_path), ["test"])] == expected
+
+
+@pytest.fixture(scope="module")
+def span_statistics(tiny_dataset, tmp_path_factory):
+    """Train-split statistics of the tiny dataset, of a copy of it, and of a copy scanned 1.5x brighter."""
+    import numpy as np
+    import tensorflow_data_validation as tfdv
+    import tifffile
+
+    from tests.components.test_slice_example_gen import run_executor
+    from unet4mri import slices
+
+    root = tmp_path_factory.mktemp("spans")
+    uris = {}
+    for name, gain in (("before", 1.0), ("same", 1.0), ("brighter", 1.5)):
+        data = root / f"{name}_data"
+        shutil.copytree(tiny_dataset, data)
+        for pair in slices.find_slice_pairs(str(data)):
+            if gain != 1.0:
+                image = tifffile.imread(pair.image_path).astype(np.float32) * gain
+                tifffile.imwrite(pair.image_path, np.clip(image, 0, 255).astype(np.uint8))
+        run_executor(str(data), str(root / f"{name}_examples"))
+        statistics = tfdv.generate_statistics_from_tfrecord(str(root / f"{name}_examples" / "Split-train" / "*"))
+        write(str(root / f"{name}_statistics" / "Split-train" / "FeatureStats.pb"), statistics)
+        uris[name] = str(root / f"{name}_statistics")
+    return uris
+
+
+def test_drift_is_zero_for_the_same_data_and_stops_a_brighter_scanner(span_statistics):
+    same = drift(span_statistics["same"], span_statistics["before"], max_drift=0.05)
+    assert set(same) == set(features.DRIFT_FEATURES) and max(same.values()) < 1e-6
+    brighter = drift(span_statistics["brighter"], span_statistics["before"], max_drift=0.05)
+    assert brighter[features.TUMOR_PIXEL_FRACTION] < 1e-6  # same masks
+    assert min(brighter[name] for name in features.MEAN_INTENSITIES) > 0.05
+    lines = describe_drift(span_statistics["brighter"], span_statistics["before"], max_drift=0.05)
+    assert [line.split("'")[3] for line in lines] == sorted(features.MEAN_INTENSITIES)
+    assert "Jensen-Shannon divergence" in lines[0] and "max_drift=0.05" in lines[0]
+    assert describe_drift(span_statistics["same"], span_statistics["before"], max_drift=0.05) == []

@@ -1,14 +1,18 @@
 """Scheduled retraining, locally: two spans in a row; only a model that is not worse replaces the served one."""
 
 import os
+import shutil
 
+import numpy as np
 import pytest
 import tensorflow_model_analysis as tfma
+import tifffile
 
+from components.anomalies_gate import DataValidationError
 from models.config import testing_config
 from pipeline.config import testing_pipeline_config
 from pipeline.local_runner import run_local
-from unet4mri import synthetic_data
+from unet4mri import run_summary, slices, synthetic_data
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +51,22 @@ def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_p
     evaluation = next(run for run in second.components if run.component == "Evaluator").outputs["evaluation"][0].uri
     failures = [f for s in tfma.load_validation_result(evaluation).metric_validations_per_slice for f in s.failures]
     assert failures and all(f.metric_key.is_diff and f.metric_key.name == "dice_per_tumor_slice_mean" for f in failures)
+
+
+def test_a_span_from_a_brighter_scanner_stops_before_training(tiny_dataset, tmp_path):
+    """The drift check compares the new span's statistics with the previous run's (the Resolver runs first)."""
+    shutil.copytree(tiny_dataset, tmp_path / "data" / "span-1")
+    shutil.copytree(tiny_dataset, tmp_path / "hidden-2")
+    for pair in slices.find_slice_pairs(str(tmp_path / "hidden-2")):  # same patients and masks, 1.5x the intensities
+        image = tifffile.imread(pair.image_path).astype(np.float32) * 1.5
+        tifffile.imwrite(pair.image_path, np.clip(image, 0, 255).astype(np.uint8))
+    config = testing_pipeline_config(str(tmp_path / "data"), str(tmp_path / "out"), span_pattern="span-{SPAN}", max_drift=0.05)
+    first = run_local(config)
+    assert first.pushed_to
+    os.rename(tmp_path / "hidden-2", tmp_path / "data" / "span-2")
+    with pytest.raises(DataValidationError, match="feature 'mean_intensity_flair' drifted since the previous run") as failure:
+        run_local(config)
+    assert "tumor_pixel_fraction" not in str(failure.value)
+    ran = run_summary.latest_component_runs(run_summary.open_store(config.metadata_path), config.pipeline_name)
+    assert [run.state for run in ran if run.component == "AnomaliesGate"] == ["failed"]
+    assert os.listdir(config.serving_dir) == [os.path.basename(first.pushed_to)]
