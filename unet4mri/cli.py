@@ -330,10 +330,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from components.anomalies_gate import DataValidationError
     from components.positive_pixel_weight.executor import EmptyClassError
     from components.slice_example_gen.executor import IngestionError
+    from pipeline.run_lock import RunLockedError
     from unet4mri.evaluate import ModelError
     from unet4mri.slices import SliceError
 
-    return (SliceError, ModelError, IngestionError, DataValidationError, EmptyClassError, FileNotFoundError, ValueError)
+    return (SliceError, ModelError, IngestionError, DataValidationError, EmptyClassError, RunLockedError, FileNotFoundError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
