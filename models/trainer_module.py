@@ -10,6 +10,7 @@ Inputs through TFX:
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -27,11 +28,67 @@ BEST_WEIGHTS_FILE = "best.weights.h5"
 HISTORY_FILE = "history.json"  # per-epoch training and validation metrics, in the model_run folder
 
 
+PROGRESS_FILE = "progress.json"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingResult:
     model: keras.Model
     history: dict[str, list[float]]
     best_epoch: int
+    resumed_from_epoch: int = 0  # epochs restored from a checkpoint of an interrupted run
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """Keeps what `BackupAndRestore` does not: the per-epoch history and the state
+    of the checkpoint, early-stopping and learning-rate callbacks, written to
+    `<backup_dir>/progress.json` after every epoch and restored when a killed
+    run starts again (placed after those callbacks, so it restores last)."""
+
+    def __init__(self, backup_dir: str, checkpoint, early_stopping, reduce_lr):
+        super().__init__()
+        self.path = os.path.join(backup_dir, PROGRESS_FILE)
+        self.checkpoint, self.early_stopping, self.reduce_lr = checkpoint, early_stopping, reduce_lr
+        self.history: dict[str, list[float]] = {}
+        self.resumed_from_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if not tf.io.gfile.exists(self.path):
+            return
+        with tf.io.gfile.GFile(self.path) as source:
+            state = json.load(source)
+        self.history = state["history"]
+        self.resumed_from_epoch = state["epochs"]
+        self.checkpoint.best = state["best"]
+        self.early_stopping.best, self.early_stopping.wait, self.early_stopping.best_epoch = (
+            state["best"],
+            state["wait"],
+            state["best_epoch"],
+        )
+        self.reduce_lr.best, self.reduce_lr.wait = state["best"], state["lr_wait"]
+        self.model.optimizer.learning_rate.assign(state["learning_rate"])
+        logging.info("resuming training after epoch %d from %s", self.resumed_from_epoch, os.path.dirname(self.path))
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        state = {
+            "epochs": epoch + 1,
+            "history": self.history,
+            "best": _finite(self.checkpoint.best),
+            "wait": self.early_stopping.wait,
+            "best_epoch": self.early_stopping.best_epoch,
+            "lr_wait": self.reduce_lr.wait,
+            "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
+        }
+        with tf.io.gfile.GFile(self.path + ".tmp", "w") as out:
+            json.dump(state, out)
+        tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)
+
+
+def _finite(value) -> float | None:
+    value = None if value is None else float(value)
+    return value if value is not None and abs(value) != float("inf") and value == value else None
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -72,11 +129,17 @@ def train(
     log_dir: str | None = None,
     initial_weights: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    backup_dir: str | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainingResult:
     """Train a network; returns it with the weights of its best epoch by validation Dice.
 
     strategy: where to train (default: `distribution_strategy()`); batches are
-    split over its replicas, so `config.batch_size` is the global batch.
+      split over its replicas, so `config.batch_size` is the global batch.
+    backup_dir: a folder that outlives a killed run: the weights, optimizer and
+      callback state are saved there after every epoch, and a later call with
+      the same folder resumes after the last saved epoch (the caller removes it
+      once the model is exported).
     """
     keras.utils.set_random_seed(config.seed)
     slices, tumor_slices = input_pipeline.count_slices(train_files)
@@ -90,12 +153,19 @@ def train(
             load_weights_from(model, initial_weights)
         compile_model(model, config, positive_pixel_weight)
     monitor = monitored_metric(model)
-    best_weights = os.path.join(work_dir, BEST_WEIGHTS_FILE)
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)),
-    ]
+    best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
+    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True)
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)
+    )
+    callbacks = [checkpoint, early_stopping, reduce_lr]
+    progress = None
+    if backup_dir:
+        tf.io.gfile.makedirs(backup_dir)
+        progress = TrainingProgress(backup_dir, checkpoint, early_stopping, reduce_lr)
+        callbacks += [keras.callbacks.BackupAndRestore(os.path.join(backup_dir, "state"), delete_checkpoint=False), progress]
+    callbacks += extra_callbacks or []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))
     heads = len(model.outputs)
@@ -111,12 +181,31 @@ def train(
         callbacks=callbacks,
         verbose=2,
     )
-    scores = history.history.get(monitor, [])
+    epochs = progress.history if progress else history.history
+    scores = epochs.get(monitor, [])
     valid = [score for score in scores if score == score]  # NaN when no eval tumor slice
     best_epoch = scores.index(max(valid)) + 1 if valid else len(scores)
-    if os.path.exists(best_weights):
+    if tf.io.gfile.exists(best_weights):
         model.load_weights(best_weights)
-    return TrainingResult(model, history.history, best_epoch)
+    return TrainingResult(model, epochs, best_epoch, progress.resumed_from_epoch if progress else 0)
+
+
+def backup_dir_for(fn_args, config: TrainingConfig, positive_pixel_weight: float, warm_start: str | None) -> str:
+    """`<pipeline_root>/Trainer/backup/<key>`: a folder that a rerun of the same
+    training (same code, configuration and input files) finds again, where the
+    Trainer's own `model_run` folder is new for every execution."""
+    key = json.dumps(
+        [
+            config.to_json(),
+            fn_args.custom_config.get("model_code"),
+            fn_args.train_files,
+            fn_args.eval_files,
+            positive_pixel_weight,
+            warm_start,
+        ]
+    )
+    trainer_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    return os.path.join(trainer_root, "backup", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
 def load_weights_from(model: keras.Model, saved_model_dir: str) -> None:
@@ -144,6 +233,7 @@ def run_fn(fn_args) -> None:
             warm_start = fn_args.base_model
         else:
             logging.info("nothing pushed yet to warm-start from: training from scratch")
+    backup_dir = backup_dir_for(fn_args, config, weight, warm_start)
     result = train(
         config,
         fn_args.train_files,
@@ -152,9 +242,19 @@ def run_fn(fn_args) -> None:
         work_dir=fn_args.model_run_dir,
         log_dir=os.path.join(fn_args.model_run_dir, "logs"),
         initial_weights=warm_start,
+        backup_dir=backup_dir,
     )
     logging.info("best epoch %d of %d", result.best_epoch, len(next(iter(result.history.values()), [])))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as out:
         history = {key: [float(value) for value in values] for key, values in result.history.items()}
-        json.dump({"best_epoch": result.best_epoch, "config": dataclasses.asdict(config), "history": history}, out)
+        json.dump(
+            {
+                "best_epoch": result.best_epoch,
+                "resumed_from_epoch": result.resumed_from_epoch,
+                "config": dataclasses.asdict(config),
+                "history": history,
+            },
+            out,
+        )
     export_serving_model(result.model, config, fn_args.serving_model_dir)
+    tf.io.gfile.rmtree(backup_dir)

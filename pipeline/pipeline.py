@@ -24,6 +24,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components import pusher_executor, tfma_metrics
 from components.anomalies_gate import AnomaliesGate
+from components.latest_artifact import LatestArtifactOrNoneStrategy
 from components.latest_pushed_model import LatestPushedModel
 from components.positive_pixel_weight.component import PositivePixelWeight
 from components.slice_example_gen import executor as slice_executor
@@ -156,7 +157,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
     previous_statistics = None
     if config.max_drift is not None and orchestrator != "kfp":  # open-source KFP runs no Resolver
         previous_statistics = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            strategy_class=LatestArtifactOrNoneStrategy,
             statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
         ).with_id("previous_statistics")
         statistics_gen.add_upstream_node(previous_statistics)  # resolve before this run's statistics exist

@@ -32,6 +32,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--epochs", type=int, default=defaults.epochs, help="maximum epochs; early stopping on validation Dice (default: %(default)s)"
     )
+    group.add_argument(
+        "--patience", type=int, default=defaults.early_stopping_patience, help="early-stopping patience in epochs (default: %(default)s)"
+    )
     group.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
     group.add_argument("--image-size", type=int, default=defaults.image_size, help="training resolution in pixels (default: %(default)s)")
     group.add_argument(
@@ -62,6 +65,7 @@ def training_config_from_args(args: argparse.Namespace):
         dropout_rate=args.dropout,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        early_stopping_patience=args.patience,
         learning_rate=args.learning_rate,
         image_size=args.image_size,
         tumor_slice_fraction=args.tumor_slice_fraction,

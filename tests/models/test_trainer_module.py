@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,41 @@ def test_training_is_distributed_over_two_logical_devices(split_records, tmp_pat
     process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=os.getcwd())
     assert process.returncode == 0, process.stderr[-3000:]
     assert process.stdout.strip().splitlines()[-1] == "2 True"
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stands in for a killed process: raises after `epochs` epochs."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+class _Counter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_an_interrupted_training_resumes_after_its_last_epoch(split_records, tmp_path):
+    train_files, eval_files = split_records
+    config = testing_config(epochs=5, early_stopping_patience=5)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [train_files], [eval_files], 20.0, str(tmp_path / "a"), backup_dir=backup, extra_callbacks=[_Interrupt(3)])
+    interrupted_lr = json.load(open(os.path.join(backup, "progress.json")))["learning_rate"]
+    counter = _Counter()
+    result = train(config, [train_files], [eval_files], 20.0, str(tmp_path / "b"), backup_dir=backup, extra_callbacks=[counter])
+    assert result.resumed_from_epoch == 3
+    assert counter.epochs == [3, 4]  # only the epochs the first run did not finish
+    assert len(result.history["loss"]) == len(result.history["val_dice"]) == 5
+    assert 1 <= result.best_epoch <= 5 and interrupted_lr > 0
+    fresh = train(config, [train_files], [eval_files], 20.0, str(tmp_path / "c"), backup_dir=str(tmp_path / "other"))
+    assert fresh.resumed_from_epoch == 0
