@@ -7,7 +7,11 @@
 - `predict_images`: `images` uint8 [batch, height, width, 3] of any height
   and width -> the same outputs at the input size.
 
-Both resize the slices to the training size, run the network, resize the
+Contract: a wrong dtype, rank or channel count, or an empty batch, fails with
+an InvalidArgumentError whose message names the input and what was expected
+("Shape of tensor images [1,32,32,4] is not compatible with expected shape
+[?,?,?,3]"); any height and
+width (1x1 included) are accepted. Both resize the slices to the training size, run the network, resize the
 logits back to the input size and apply the sigmoid there (a sharper outline
 than resizing probabilities), then threshold at 0.5. The model loads with
 plain `tf.saved_model.load` in a process that has never imported this project.
@@ -32,7 +36,11 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
     network = inference_model(model, config)
 
     def predict_images(images):
-        tf.debugging.assert_equal(tf.shape(images)[-1], 3, message="images must have 3 channels (pre-contrast, FLAIR, post-contrast)")
+        # The signature accepts any shape so that this check runs when the model
+        # is called, with a message naming the tensor, its shape and the one
+        # expected (the signature wrapper itself checks only the dtype).
+        images = tf.ensure_shape(images, [None, None, None, 3])
+        tf.debugging.assert_positive(tf.reduce_prod(tf.shape(images)[:3]), message="images must hold at least one slice of at least 1x1")
         output_size = tf.shape(images)[1:3]
         resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size, config.image_size], method="area")
         logits = tf.image.resize(network(resized, training=False), output_size, method="bilinear")
@@ -40,11 +48,12 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
         return {PROBABILITIES: probabilities, MASK: tf.cast(probabilities > PROBABILITY_THRESHOLD, tf.uint8)}
 
     def serve_examples(examples):
+        examples = tf.ensure_shape(examples, [None])
         images, _ = input_pipeline.parse_examples(examples, with_masks=False)
         return predict_images(images)
 
     archive = keras.export.ExportArchive()
     archive.track(network)
-    archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
+    archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec(None, tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)

@@ -54,16 +54,47 @@ def test_signatures_match_the_keras_model(exported, tiny_dataset, tmp_path):
     resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size] * 2, method="area")
     expected = tf.sigmoid(tf.image.resize(model(resized), [256, 256])[..., 0])
     np.testing.assert_allclose(from_images["probabilities"].numpy(), expected.numpy(), atol=1e-5)
-    np.testing.assert_array_equal(from_images["mask"].numpy(), (expected.numpy() > 0.5).astype(np.uint8))
+    decided = np.abs(expected.numpy() - 0.5) > 1e-4  # an untrained network sits near 0.5: float noise may flip those pixels
+    np.testing.assert_array_equal(from_images["mask"].numpy()[decided], (expected.numpy() > 0.5).astype(np.uint8)[decided])
 
 
-def test_wrong_inputs_are_rejected_with_a_clear_error(exported):
-    _, _, directory = exported
-    predict = tf.saved_model.load(directory).signatures["predict_images"]
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError), match="3 channels|shape|dtype|Tensor"):
-        predict(images=tf.zeros([1, 32, 32, 4], tf.uint8))
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError)):
-        predict(images=tf.zeros([1, 32, 32, 3], tf.float32))
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (tf.zeros([1, 32, 32, 3], tf.float32), "expected to be a uint8 tensor but is a float tensor"),
+        (tf.zeros([1, 32, 32, 3], tf.int32), "expected to be a uint8 tensor but is a int32 tensor"),
+        (tf.zeros([32, 32, 3], tf.uint8), r"tensor images \[32,32,3\] is not compatible with expected shape \[\?,\?,\?,3\]"),
+        (tf.zeros([1, 1, 32, 32, 3], tf.uint8), r"tensor images \[1,1,32,32,3\] is not compatible with expected shape"),
+        (tf.zeros([1, 32, 32, 1], tf.uint8), r"tensor images \[1,32,32,1\] is not compatible with expected shape \[\?,\?,\?,3\]"),
+        (tf.zeros([1, 32, 32, 4], tf.uint8), r"tensor images \[1,32,32,4\] is not compatible with expected shape"),
+        (tf.zeros([0, 32, 32, 3], tf.uint8), "at least one slice"),
+    ],
+    ids=["float32", "int32", "rank 3", "rank 5", "1 channel", "4 channels", "empty batch"],
+)
+def test_predict_images_rejects_wrong_inputs_with_a_clear_error(exported, images, message):
+    predict = tf.saved_model.load(exported[2]).signatures["predict_images"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        predict(images=images)
+
+
+@pytest.mark.parametrize(
+    "examples, message",
+    [
+        (tf.zeros([2], tf.float32), "string tensor"),
+        (tf.constant([[b"x"]]), r"tensor examples \[1,1\] is not compatible with expected shape \[\?\]"),
+    ],
+)
+def test_serving_default_rejects_wrong_inputs_with_a_clear_error(exported, examples, message):
+    serve = tf.saved_model.load(exported[2]).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(examples=examples)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (17, 255), (512, 384)])
+def test_predict_images_accepts_any_height_and_width(exported, height, width):
+    predict = tf.saved_model.load(exported[2]).signatures["predict_images"]
+    out = predict(images=tf.zeros([2, height, width, 3], tf.uint8))
+    assert out["probabilities"].shape == out["mask"].shape == (2, height, width) and out["mask"].dtype == tf.uint8
 
 
 def test_batch_norm_statistics_are_trained_and_survive_export(tmp_path):
