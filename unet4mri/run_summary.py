@@ -37,6 +37,8 @@ class RunSummary:
     blessed: bool | None
     pushed_to: str | None
     positive_pixel_weight: float | None
+    rejected_files: int | None = None  # listed in `rejected_list`
+    rejected_list: str | None = None
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -118,6 +120,12 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         if files:
             with open(os.path.join(weights.uri, files[0])) as source:
                 weight = json.load(source).get("positive_pixel_weight")
+    rejected_files = rejected_list = None
+    examples = _artifact(runs, "FileBasedExampleGen", "examples")
+    if examples is not None and os.path.isfile(os.path.join(examples.uri, "rejected.csv")):
+        rejected_list = os.path.join(examples.uri, "rejected.csv")
+        with open(rejected_list) as source:
+            rejected_files = max(sum(1 for _ in source) - 1, 0)
     pushed_to = None
     if pushed is not None and pushed.custom_properties.get("pushed") and pushed.custom_properties["pushed"].int_value:
         pushed_to = pushed.custom_properties["pushed_destination"].string_value
@@ -129,6 +137,8 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         else None,
         pushed_to=pushed_to,
         positive_pixel_weight=weight,
+        rejected_files=rejected_files,
+        rejected_list=rejected_list,
     )
 
 
@@ -139,6 +149,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"  {run.component:<22} {run.state:<9} {run.seconds:8.1f} s")
     total = sum(run.seconds for run in summary.components)
     lines.append(f"  {'total':<22} {'':<9} {total:8.1f} s")
+    if summary.rejected_files is not None:
+        lines.append(f"Rejected files: {summary.rejected_files} (list in {summary.rejected_list})")
     if summary.positive_pixel_weight is not None:
         lines.append(f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}")
     if summary.metrics_by_slice:

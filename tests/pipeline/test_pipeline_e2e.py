@@ -53,6 +53,7 @@ def test_every_component_executed_once_and_the_model_was_pushed(first_run):
     assert summary.blessed is True
     assert summary.pushed_to and os.path.dirname(summary.pushed_to) == config.serving_dir
     assert summary.positive_pixel_weight > 1
+    assert summary.rejected_files == 0 and summary.rejected_list.endswith("rejected.csv")
     assert set(summary.metrics_by_slice) >= {"overall", "none"}
 
 
