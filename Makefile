@@ -41,3 +41,8 @@ lint: setup
 
 clean:
 	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial
+
+# Benchmarks (README, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

@@ -157,7 +157,8 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
     previous_statistics = None
     if config.max_drift is not None and orchestrator != "kfp":  # open-source KFP runs no Resolver
         previous_statistics = tfx.dsl.Resolver(
-            strategy_class=LatestArtifactOrNoneStrategy,
+            # Vertex compiles only TFX's own strategy (into a query that tolerates no match).
+            strategy_class=LatestArtifactOrNoneStrategy if orchestrator == "local" else tfx.dsl.experimental.LatestArtifactStrategy,
             statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
         ).with_id("previous_statistics")
         statistics_gen.add_upstream_node(previous_statistics)  # resolve before this run's statistics exist

@@ -37,15 +37,17 @@ def test_expected_tasks_and_dependencies(compiled):
     names = set(tasks(spec))
     assert DATA_TASKS | {"Trainer", "Evaluator", "Pusher"} <= names
     baseline = (
-        {"latest_pushed_baseline"}
+        {"latest_pushed_baseline"}  # and no drift check: open-source KFP runs no Resolver
         if target == "kfp"
-        else {"latest_blessed_baseline-model-resolver", "latest_blessed_baseline-model-blessing-resolver"}
+        else {"latest_blessed_baseline-model-resolver", "latest_blessed_baseline-model-blessing-resolver", "previous_statistics"}
     )
     assert names == DATA_TASKS | {"Trainer", "Evaluator", "Pusher"} | baseline
     assert set(tasks(spec)["Trainer"]["dependentTasks"]) == {"FileBasedExampleGen", "ImportSchemaGen", "PositivePixelWeight"}
     assert "Trainer" in tasks(spec)["Evaluator"]["dependentTasks"]
     assert set(tasks(spec)["Pusher"]["dependentTasks"]) == {"Trainer", "Evaluator"}
     assert "AnomaliesGate" in tasks(spec)["PositivePixelWeight"]["dependentTasks"]
+    if target == "vertex":
+        assert "previous_statistics" in tasks(spec)["StatisticsGen"]["dependentTasks"]
 
 
 def test_no_resolver_node_on_open_source_kfp(compiled):
@@ -60,7 +62,7 @@ def test_no_resolver_node_on_open_source_kfp(compiled):
 
 def test_trainer_alone_gets_the_gpu_image_and_request(compiled):
     target, _, _, spec = compiled
-    containers = {name: executor(spec, name) for name in tasks(spec) if "resolver" not in name}
+    containers = {name: executor(spec, name) for name in tasks(spec) if "resolver" not in name and name != "previous_statistics"}
     trainer = containers.pop("Trainer")
     assert trainer["image"] == "registry/unet4mri:gpu"
     gpu_type = "nvidia.com/gpu" if target == "kfp" else "NVIDIA_TESLA_T4"

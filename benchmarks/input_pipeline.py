@@ -1,0 +1,91 @@
+"""Input pipeline: the Trainer's tf.data pipeline alone against the notebook way and the model's appetite.
+
+- tf.data: `models.input_pipeline.training_dataset` (GZIP TFRecords -> parse,
+  decode, resize, cache, oversample, shuffle, augment, batch), iterated
+  without a model, after one warm-up pass that fills the cache;
+- keras.utils.PyDataset (the notebook's Sequence): per batch, read the TIFF
+  pairs from disk with tifffile, resize, flip, stack;
+- the UNet training step alone at the same size (benchmarks.train_step).
+"""
+
+import os
+import time
+
+import numpy as np
+
+from benchmarks.common import Timer
+
+
+def _examples(data_dir: str, work_dir: str) -> str:
+    from benchmarks.ingestion import naive_ingestion
+
+    out = os.path.join(work_dir, "records")
+    if not os.path.isdir(out):
+        naive_ingestion(data_dir, out)
+    return os.path.join(out, "*.tfrecord.gz")
+
+
+def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int) -> float:
+    from models import input_pipeline
+    from models.config import TrainingConfig
+
+    config = TrainingConfig(image_size=image_size, batch_size=batch_size)
+    iterator = iter(input_pipeline.training_dataset([pattern], config))
+    slices, _ = input_pipeline.count_slices([pattern])
+    for _ in range(slices // batch_size + 2):  # one pass fills the cache of decoded slices
+        next(iterator)
+    with Timer() as timer:
+        for _ in range(batches):
+            next(iterator)
+    return batches * batch_size / timer.seconds
+
+
+def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int) -> float:
+    import keras
+    import tensorflow as tf
+
+    from unet4mri import slices
+
+    pairs = slices.find_slice_pairs(data_dir)
+
+    class SliceSequence(keras.utils.PyDataset):
+        def __len__(self):
+            return len(pairs) // batch_size
+
+        def __getitem__(self, index):
+            images, masks = [], []
+            for pair in pairs[index * batch_size : (index + 1) * batch_size]:
+                image, mask = slices.read_pair(pair)
+                if np.random.rand() < 0.5:
+                    image, mask = image[:, ::-1], mask[:, ::-1]
+                images.append(image)
+                masks.append(mask[..., None])
+            images = tf.image.resize(np.stack(images).astype("float32"), [image_size, image_size]).numpy()
+            masks = (tf.image.resize(np.stack(masks).astype("float32"), [image_size, image_size]).numpy() > 0.5).astype("float32")
+            return images, masks
+
+    sequence = SliceSequence()
+    sequence[0]
+    start = time.perf_counter()
+    for index in range(batches):
+        sequence[index % len(sequence)]
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def run(work_dir: str, data_dir: str, image_size: int, batch_size: int, batches: int, train_steps: int) -> list[dict]:
+    from benchmarks.train_step import measure
+
+    pattern = _examples(data_dir, work_dir)
+    step = measure("unet", image_size, "float32", batch_size, train_steps, 16)["slices_per_second"]
+    rates = {
+        "tf.data training pipeline": tf_data_rate(pattern, image_size, batch_size, batches),
+        "keras PyDataset reading TIFFs (notebook)": sequence_rate(data_dir, image_size, batch_size, batches),
+        "UNet-16 training step (consumer)": step,
+    }
+    results = [
+        {"benchmark": "input_pipeline", "variant": name, "image_size": image_size, "batch_size": batch_size, "slices_per_second": rate}
+        for name, rate in rates.items()
+    ]
+    for result in results:
+        print(result, flush=True)
+    return results
