@@ -30,6 +30,15 @@ class TrainingConfig:
       computed by the pipeline (negative / positive pixels of the train split).
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
     prune_level: UNet++ only, the supervision head (1..depth) the exported model uses.
+    patch_size: train on patch_size x patch_size crops of the slices (at
+      `image_size`; use image_size=256 for native resolution) instead of whole
+      slices; validation and inference run on whole slices (the network is
+      fully convolutional). None: whole slices.
+    tumor_patch_fraction: share of patches centered on a tumor pixel (with
+      jitter); the rest are placed uniformly. Tumor slices are first
+      oversampled to `tumor_slice_fraction` as without patches.
+    inference_window: the exported model runs slices larger than this (at
+      `image_size`) by overlapping tiles with Gaussian blending; None: whole slices.
     mixed_precision: None (float32), "float16" (Volta to Ampere GPUs) or
       "bfloat16" (Ampere and later, TPUs); losses and logits stay float32.
     jit_compile: compile training steps with XLA.
@@ -53,6 +62,9 @@ class TrainingConfig:
     warm_start_model: str | None = None
     mixed_precision: str | None = None
     jit_compile: bool = False
+    patch_size: int | None = None
+    tumor_patch_fraction: float = 0.5
+    inference_window: int | None = None
 
     def __post_init__(self):
         checks = [
@@ -81,6 +93,15 @@ class TrainingConfig:
             (
                 self.mixed_precision in (None, "float16", "bfloat16"),
                 f"mixed_precision must be None, 'float16' or 'bfloat16', got {self.mixed_precision!r}",
+            ),
+            (
+                self.patch_size is None or (self.patch_size % 2**self.depth == 0 and 2**self.depth <= self.patch_size <= self.image_size),
+                f"patch_size must be a multiple of 2**depth={2**self.depth}, at most image_size={self.image_size}, got {self.patch_size}",
+            ),
+            (0.0 <= self.tumor_patch_fraction <= 1.0, f"tumor_patch_fraction must be in [0, 1], got {self.tumor_patch_fraction}"),
+            (
+                self.inference_window is None or (self.inference_window % 2**self.depth == 0 and self.inference_window >= 2**self.depth),
+                f"inference_window must be a multiple of 2**depth={2**self.depth}, got {self.inference_window}",
             ),
             (
                 not self.deep_supervision or self.model == "unetpp",

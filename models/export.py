@@ -6,6 +6,12 @@
   [batch, height, width] in 0/1, at the examples' own size.
 - `predict_images`: `images` uint8 [batch, height, width, 3] of any height
   and width -> the same outputs at the input size.
+- `predict_images_tta`: the same with test-time augmentation: the mean of the
+  probabilities over the identity, left-right, up-down and both flips (4
+  network passes, so about 4x the time of `predict_images`).
+
+With `inference_window` smaller than the training size, the network runs on
+overlapping tiles blended with Gaussian weights (models.patches).
 
 Contract: a wrong dtype, rank or channel count, or an empty batch, fails with
 an InvalidArgumentError whose message names the input and what was expected
@@ -20,13 +26,15 @@ plain `tf.saved_model.load` in a process that has never imported this project.
 import keras
 import tensorflow as tf
 
-from models import input_pipeline
+from models import input_pipeline, patches
 from models.config import TrainingConfig
 from models.networks import inference_model
 from unet4mri.metrics import PROBABILITY_THRESHOLD
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
+IMAGES_TTA_SIGNATURE = "predict_images_tta"
+TTA_FLIPS = ((), (2,), (1,), (1, 2))  # none, left-right, up-down, both: 4 network passes
 PROBABILITIES = "probabilities"
 MASK = "mask"
 
@@ -35,7 +43,24 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
     """Write the SavedModel of `model` (the training network) to `export_dir`."""
     network = inference_model(model, config)
 
-    def predict_images(images):
+    tiled = config.inference_window is not None and config.inference_window < config.image_size
+
+    def logits_at_training_size(resized, tta: bool):
+        """float32 [B, S, S, 3] at the training size -> tumor logits [B, S, S, 1]."""
+        if not tta and not tiled:
+            return network(resized, training=False)
+
+        def tumor_probabilities(x):
+            if tiled:
+                return patches.sliding_window_probabilities(network, x, config.inference_window)
+            return tf.sigmoid(network(x, training=False))
+
+        flips = TTA_FLIPS if tta else ((),)
+        averaged = tf.add_n([tf.reverse(tumor_probabilities(tf.reverse(resized, axes)), axes) for axes in flips]) / len(flips)
+        averaged = tf.clip_by_value(averaged, 1e-7, 1.0 - 1e-7)
+        return tf.math.log(averaged) - tf.math.log(1.0 - averaged)  # back to logits, resized below like the network's
+
+    def predict_images(images, tta: bool = False):
         # The signature accepts any shape so that this check runs when the model
         # is called, with a message naming the tensor, its shape and the one
         # expected (the signature wrapper itself checks only the dtype).
@@ -43,7 +68,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
         tf.debugging.assert_positive(tf.reduce_prod(tf.shape(images)[:3]), message="images must hold at least one slice of at least 1x1")
         output_size = tf.shape(images)[1:3]
         resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size, config.image_size], method="area")
-        logits = tf.image.resize(network(resized, training=False), output_size, method="bilinear")
+        logits = tf.image.resize(logits_at_training_size(resized, tta), output_size, method="bilinear")
         probabilities = tf.sigmoid(logits[..., 0])
         return {PROBABILITIES: probabilities, MASK: tf.cast(probabilities > PROBABILITY_THRESHOLD, tf.uint8)}
 
@@ -55,5 +80,10 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
     archive = keras.export.ExportArchive()
     archive.track(network)
     archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
+    archive.add_endpoint(
+        IMAGES_TTA_SIGNATURE,
+        lambda images: predict_images(images, tta=True),
+        input_signature=[tf.TensorSpec(None, tf.uint8, name="images")],
+    )
     archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec(None, tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)

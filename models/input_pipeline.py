@@ -10,6 +10,7 @@ import math
 import tensorflow as tf
 
 from data_schema import features
+from models import patches
 from models.config import TrainingConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -126,7 +127,8 @@ def _glob(file_patterns: list[str]) -> list[str]:
 
 
 def training_dataset(file_patterns: list[str], config: TrainingConfig, oversample: bool = True) -> tf.data.Dataset:
-    """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled, augmented.
+    """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled, augmented,
+    and cropped to `patch_size` patches when set (see models.patches).
 
     oversample: False when the data lacks tumor or empty slices (sampling from
     an empty class would never yield).
@@ -141,9 +143,18 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
         )
     else:
         mixed = decoded.repeat().shuffle(1024, seed=config.seed)
-    if config.augment:
+    if config.augment or config.patch_size:
+
+        def transform(image, mask, seed):
+            augment_seed, patch_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            if config.augment:
+                image, mask = augment(image, mask, augment_seed)
+            if config.patch_size:
+                image, mask = patches.sample_patch(image, mask, patch_seed, config.patch_size, config.tumor_patch_fraction)
+            return image, mask
+
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
-        mixed = tf.data.Dataset.zip((mixed, seeds)).map(lambda pair, seed: augment(*pair, seed), num_parallel_calls=AUTOTUNE)
+        mixed = tf.data.Dataset.zip((mixed, seeds)).map(lambda pair, seed: transform(*pair, seed), num_parallel_calls=AUTOTUNE)
     return mixed.batch(config.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 

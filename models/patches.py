@@ -71,15 +71,21 @@ def sliding_window_probabilities(network, images, window: int, overlap: float = 
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     rows, columns = tile_starts(height, window, overlap), tile_starts(width, window, overlap)
     weights = gaussian_weights(window)
-    total = tf.zeros_like(images[..., :1])
-    norm = tf.zeros_like(images[:1, ..., :1])
-    for index in tf.range(tf.size(rows) * tf.size(columns)):
+    tiles = tf.size(rows) * tf.size(columns)
+
+    def add_tile(index, total, norm):
         row, column = rows[index // tf.size(columns)], columns[index % tf.size(columns)]
         tile = images[:, row : row + window, column : column + window, :]
         tile_height, tile_width = tf.shape(tile)[1], tf.shape(tile)[2]
         tile_weights = weights[:tile_height, :tile_width]
         probabilities = tf.sigmoid(tf.cast(network(tile, training=False), tf.float32)) * tile_weights
         padding = [[0, 0], [row, height - row - tile_height], [column, width - column - tile_width], [0, 0]]
-        total += tf.pad(probabilities, padding)
-        norm += tf.pad(tile_weights[None], padding)
+        return index + 1, total + tf.pad(probabilities, padding), norm + tf.pad(tile_weights[None], padding)
+
+    # An explicit loop: callers such as Keras' ExportArchive trace without AutoGraph.
+    _, total, norm = tf.while_loop(
+        lambda index, *_: index < tiles,
+        add_tile,
+        (tf.constant(0), tf.zeros_like(images[..., :1]), tf.zeros_like(images[:1, ..., :1])),
+    )
     return total / norm

@@ -44,6 +44,16 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="share of tumor slices per batch (default: %(default)s)",
     )
     group.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    group.add_argument("--patch-size", type=int, default=None, help="train on PxP crops at --image-size (e.g. 96 with --image-size 256)")
+    group.add_argument(
+        "--tumor-patch-fraction",
+        type=float,
+        default=defaults.tumor_patch_fraction,
+        help="share of patches centered on tumor (default: %(default)s)",
+    )
+    group.add_argument(
+        "--inference-window", type=int, default=None, help="exported model: tile slices larger than this (Gaussian blending)"
+    )
     group.add_argument("--deep-supervision", action="store_true", help="UNet++: train every head")
     group.add_argument(
         "--prune-level", type=int, default=None, help="UNet++ with deep supervision: export the sub-network of this head (1..depth)"
@@ -70,6 +80,9 @@ def training_config_from_args(args: argparse.Namespace):
         image_size=args.image_size,
         tumor_slice_fraction=args.tumor_slice_fraction,
         augment=not args.no_augment,
+        patch_size=args.patch_size,
+        tumor_patch_fraction=args.tumor_patch_fraction,
+        inference_window=args.inference_window,
         deep_supervision=args.deep_supervision,
         prune_level=args.prune_level,
         warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None,
@@ -150,7 +163,7 @@ def command_run(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     from unet4mri.predict import predict_folder
 
-    results = predict_folder(args.model, args.input, args.output, args.threshold, args.batch_size)
+    results = predict_folder(args.model, args.input, args.output, args.threshold, args.batch_size, tta=args.tta)
     cases = {row.case_id for row in results}
     with_tumor = sum(row.pred_pixels > 0 for row in results)
     print(
@@ -170,7 +183,7 @@ def command_report(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from unet4mri import evaluate
 
-    result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size)
+    result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size, tta=args.tta)
     evaluate.write_json(result, args.output)
     overall = {key: value for key, value in result.items() if key not in ("by_size", "slices")}
     print(json.dumps(overall, indent=2))
@@ -225,6 +238,7 @@ def command_build_model(args: argparse.Namespace) -> int:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a SavedModel, or a serving_model folder (its newest version)")
     parser.add_argument("--batch-size", type=int, default=16, help="slices per call of the model (default: %(default)s)")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: mean of 4 flips (about 4x the time)")
 
 
 def build_parser() -> argparse.ArgumentParser:

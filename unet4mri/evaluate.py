@@ -16,23 +16,26 @@ from data_schema import features
 from unet4mri import metrics, slices
 
 PREDICT_SIGNATURE = "predict_images"
+PREDICT_TTA_SIGNATURE = "predict_images_tta"
 
 
 class ModelError(ValueError):
     """A model directory that is not one of our SavedModels."""
 
 
-def load_predictor(model_dir: str, output: str = "mask"):
+def load_predictor(model_dir: str, output: str = "mask", tta: bool = False):
     """The `predict_images` function of a SavedModel: images uint8 [B, H, W, 3] -> `output`
-    ('mask': uint8 [B, H, W] in 0/1; 'probabilities': float32 [B, H, W])."""
+    ('mask': uint8 [B, H, W] in 0/1; 'probabilities': float32 [B, H, W]).
+    tta: use `predict_images_tta` (flip test-time augmentation, 4x the passes)."""
     import tensorflow as tf  # heavy: imported when a model is used
 
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise ModelError(f"{model_dir}: not a SavedModel (no saved_model.pb)")
     loaded = tf.saved_model.load(model_dir)
-    if PREDICT_SIGNATURE not in loaded.signatures:
-        raise ModelError(f"{model_dir}: SavedModel has no '{PREDICT_SIGNATURE}' signature")
-    signature = loaded.signatures[PREDICT_SIGNATURE]
+    name = PREDICT_TTA_SIGNATURE if tta else PREDICT_SIGNATURE
+    if name not in loaded.signatures:
+        raise ModelError(f"{model_dir}: SavedModel has no '{name}' signature" + (" (exported before TTA existed?)" if tta else ""))
+    signature = loaded.signatures[name]
 
     def predict(images: np.ndarray) -> np.ndarray:
         return signature(images=tf.constant(images, tf.uint8))[output].numpy()
@@ -96,9 +99,10 @@ def report(
     return _nan_to_none(result)
 
 
-def evaluate_model(model_dir: str, data_dir: str, batch_size: int = 16) -> dict:
-    """Metrics of the model in `model_dir` (a SavedModel or a Pusher base folder) on `data_dir`."""
-    predict = load_predictor(latest_model_dir(model_dir))
+def evaluate_model(model_dir: str, data_dir: str, batch_size: int = 16, tta: bool = False) -> dict:
+    """Metrics of the model in `model_dir` (a SavedModel or a Pusher base folder) on `data_dir`
+    (tta: with flip test-time augmentation)."""
+    predict = load_predictor(latest_model_dir(model_dir), tta=tta)
     return report(predict_counts(predict, slices.find_slice_pairs(data_dir), batch_size))
 
 

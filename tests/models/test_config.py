@@ -16,6 +16,10 @@ from models.config import TrainingConfig, testing_config
         (dict(model="unetpp", deep_supervision=True, prune_level=5), "prune_level needs"),
         (dict(deep_supervision=True), "deep_supervision is a UNet\\+\\+ option"),
         (dict(tumor_slice_fraction=1.0), "tumor_slice_fraction"),
+        (dict(patch_size=100), "patch_size must be a multiple of 2\\*\\*depth=16"),
+        (dict(patch_size=256), "at most image_size=128, got 256"),
+        (dict(tumor_patch_fraction=1.5), "tumor_patch_fraction must be in"),
+        (dict(inference_window=72), "inference_window must be a multiple"),
     ],
 )
 def test_invalid_options_name_the_value(kwargs, message):

@@ -113,3 +113,28 @@ def test_batch_norm_statistics_are_trained_and_survive_export(tmp_path):
     load_weights_from(fresh, directory)
     np.testing.assert_allclose(fresh.get_layer("x0_0_bn1").moving_mean.numpy(), after)
     np.testing.assert_allclose(fresh(images[:2]).numpy(), model(images[:2]).numpy(), atol=1e-4)
+
+
+def test_tta_signature_is_the_mean_of_the_four_flips(exported):
+    model, config, directory = exported
+    loaded = tf.saved_model.load(directory)
+    images = tf.constant(np.random.default_rng(0).integers(0, 255, (2, 48, 40, 3)), tf.uint8)
+    resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size] * 2, method="area")
+    flips = [(), (2,), (1,), (1, 2)]
+    mean = sum(tf.reverse(tf.sigmoid(model(tf.reverse(resized, axes))), axes) for axes in flips) / 4
+    logits = tf.math.log(mean) - tf.math.log(1 - mean)
+    expected = tf.sigmoid(tf.image.resize(logits, [48, 40])[..., 0])
+    out = loaded.signatures["predict_images_tta"](images=images)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected.numpy(), atol=1e-5)
+    plain = loaded.signatures["predict_images"](images=images)["probabilities"].numpy()
+    assert np.abs(out["probabilities"].numpy() - plain).max() > 1e-4  # flips change an untrained network's output
+
+
+def test_a_model_with_an_inference_window_tiles_and_loads(tmp_path):
+    config = testing_config(image_size=64, inference_window=32, dropout_rate=0.0)
+    directory = str(tmp_path / "tiled")
+    export_serving_model(networks.build_model(config), config, directory)
+    loaded = tf.saved_model.load(directory)
+    for name in ("predict_images", "predict_images_tta"):
+        out = loaded.signatures[name](images=tf.zeros([1, 100, 90, 3], tf.uint8))
+        assert out["mask"].shape == (1, 100, 90)

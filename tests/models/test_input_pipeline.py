@@ -74,3 +74,11 @@ def test_evaluation_dataset_yields_every_slice_once(records, tiny_dataset):
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no TFRecord files match"):
         input_pipeline.count_slices([str(tmp_path / "*.gz")])
+
+
+def test_patch_training_batches_are_patches_of_the_slices(records):
+    config = testing_config(image_size=64, patch_size=32, tumor_patch_fraction=1.0, batch_size=16, tumor_slice_fraction=0.9)
+    images, masks = next(iter(input_pipeline.training_dataset([records], config)))
+    assert images.shape == (16, 32, 32, 3) and masks.shape == (16, 32, 32, 1)
+    # Tumor slices are oversampled to 0.9 and every patch of a tumor slice is centered on tumor.
+    assert np.mean(np.any(masks.numpy() > 0, axis=(1, 2, 3))) >= 0.7
