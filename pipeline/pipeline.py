@@ -37,6 +37,15 @@ BLESSING_METRIC = "dice_per_tumor_slice_mean"
 ORCHESTRATORS = ("local", "kfp", "vertex")
 
 
+def code_fingerprint(sources: list) -> str:
+    """Hash of source files (importlib.resources paths)."""
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def model_code_fingerprint() -> str:
     """Hash of the trainer's source (models/, the metrics, the features).
 
@@ -44,15 +53,23 @@ def model_code_fingerprint() -> str:
     key does not see; passing this hash in `custom_config` makes an edited
     model retrain instead of reusing a stale cached one.
     """
-    digest = hashlib.sha256()
-    sources = sorted(importlib.resources.files("models").glob("*.py")) + [
-        importlib.resources.files("unet4mri") / "metrics.py",
-        importlib.resources.files("data_schema") / "features.py",
-    ]
-    for path in sources:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    package = importlib.resources.files
+    return code_fingerprint(
+        sorted(package("models").glob("*.py")) + [package("unet4mri") / "metrics.py", package("data_schema") / "features.py"]
+    )
+
+
+def ingestion_code_fingerprint() -> str:
+    """Hash of the ingestion's source (reader, executor, features), for the same
+    reason: examples written by older code are not reused from the cache."""
+    package = importlib.resources.files
+    return code_fingerprint(
+        [
+            package("unet4mri") / "slices.py",
+            package("components") / "slice_example_gen" / "executor.py",
+            package("data_schema") / "features.py",
+        ]
+    )
 
 
 def _threshold(lower_bound: float | None = None, max_regression: float | None = None) -> tfma.MetricThreshold:
@@ -145,6 +162,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
             max_rejected_fraction=config.max_rejected_fraction,
             small_max_pixels=config.small_max_pixels,
             medium_max_pixels=config.medium_max_pixels,
+            code_version=ingestion_code_fingerprint(),
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(slice_executor.Executor),
     )

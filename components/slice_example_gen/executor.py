@@ -8,7 +8,7 @@ error naming the first one when the rejected fraction exceeds
 
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
-medium_max_pixels.
+medium_max_pixels, and code_version (see pipeline.ingestion_code_fingerprint).
 """
 
 import csv
@@ -35,6 +35,7 @@ DEFAULT_OPTIONS = {
     "max_rejected_fraction": 0.0,
     "small_max_pixels": features.DEFAULT_SMALL_MAX_PIXELS,
     "medium_max_pixels": features.DEFAULT_MEDIUM_MAX_PIXELS,
+    "code_version": "",  # a hash of the ingestion code: part of the cache key, unused by the executor
 }
 
 

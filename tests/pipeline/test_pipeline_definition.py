@@ -1,0 +1,37 @@
+"""The pipeline's definition, without running it."""
+
+import json
+
+from pipeline import pipeline
+from pipeline.config import testing_pipeline_config
+
+
+def _node(built, node_id):
+    return next(component for component in built.components if component.id == node_id)
+
+
+def test_code_fingerprints_are_in_the_cache_keys_of_ingestion_and_training(tmp_path):
+    """Edited ingestion or model code must not be served from the cache of an older run."""
+    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out")))
+    example_gen = _node(built, "FileBasedExampleGen").exec_properties["custom_config"]
+    assert pipeline.ingestion_code_fingerprint() in json.dumps(str(example_gen))
+    trainer = _node(built, "Trainer").exec_properties["custom_config"]
+    assert pipeline.model_code_fingerprint() in str(trainer)
+
+
+def test_fingerprints_change_with_the_code(tmp_path):
+    first, second = tmp_path / "a.py", tmp_path / "b.py"
+    first.write_text("x = 1\n")
+    second.write_text("x = 2\n")
+    before = pipeline.code_fingerprint([first])
+    assert pipeline.code_fingerprint([first]) == before
+    first.write_text("x = 3\n")
+    assert pipeline.code_fingerprint([first]) != before != pipeline.code_fingerprint([second])
+
+
+def test_the_drift_check_resolves_before_this_runs_statistics(tmp_path):
+    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05))
+    statistics_gen = _node(built, "StatisticsGen")
+    assert "previous_statistics" in {node.id for node in statistics_gen.upstream_nodes}
+    kfp = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05), orchestrator="kfp")
+    assert "previous_statistics" not in {component.id for component in kfp.components}
