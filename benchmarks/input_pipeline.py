@@ -4,7 +4,8 @@
   decode, resize, cache, oversample, shuffle, augment, batch), iterated
   without a model, after one warm-up pass that fills the cache;
 - keras.utils.PyDataset (the notebook's Sequence): per batch, read the TIFF
-  pairs from disk with tifffile, resize, flip, stack;
+  pairs from disk with tifffile, resize, flip, stack; and the same with the
+  pipeline's augmentation applied to each batch (the same work);
 - the UNet training step alone at the same size (benchmarks.train_step).
 """
 
@@ -25,11 +26,11 @@ def _examples(data_dir: str, work_dir: str) -> str:
     return os.path.join(out, "*.tfrecord.gz")
 
 
-def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int) -> float:
+def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int, augment: bool = True) -> float:
     from models import input_pipeline
     from models.config import TrainingConfig
 
-    config = TrainingConfig(image_size=image_size, batch_size=batch_size)
+    config = TrainingConfig(image_size=image_size, batch_size=batch_size, augment=augment)
     iterator = iter(input_pipeline.training_dataset([pattern], config))
     slices, _ = input_pipeline.count_slices([pattern])
     for _ in range(slices // batch_size + 2):  # one pass fills the cache of decoded slices
@@ -40,10 +41,11 @@ def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int) -
     return batches * batch_size / timer.seconds
 
 
-def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int) -> float:
+def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int, same_augmentation: bool = False) -> float:
     import keras
     import tensorflow as tf
 
+    from models.input_pipeline import augment_batch
     from unet4mri import slices
 
     pairs = slices.find_slice_pairs(data_dir)
@@ -62,6 +64,8 @@ def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int)
                 masks.append(mask[..., None])
             images = tf.image.resize(np.stack(images).astype("float32"), [image_size, image_size]).numpy()
             masks = (tf.image.resize(np.stack(masks).astype("float32"), [image_size, image_size]).numpy() > 0.5).astype("float32")
+            if same_augmentation:
+                images, masks = (x.numpy() for x in augment_batch(images, masks, tf.constant([index, 0], tf.int64)))
             return images, masks
 
     sequence = SliceSequence()
@@ -78,8 +82,10 @@ def run(work_dir: str, data_dir: str, image_size: int, batch_size: int, batches:
     pattern = _examples(data_dir, work_dir)
     step = measure("unet", image_size, "float32", batch_size, train_steps, 16)["slices_per_second"]
     rates = {
-        "tf.data training pipeline": tf_data_rate(pattern, image_size, batch_size, batches),
-        "keras PyDataset reading TIFFs (notebook)": sequence_rate(data_dir, image_size, batch_size, batches),
+        "tf.data training pipeline (full augmentation)": tf_data_rate(pattern, image_size, batch_size, batches),
+        "tf.data training pipeline, no augmentation": tf_data_rate(pattern, image_size, batch_size, batches, augment=False),
+        "keras PyDataset reading TIFFs, flips only (notebook)": sequence_rate(data_dir, image_size, batch_size, batches),
+        "keras PyDataset reading TIFFs + the same augmentation": sequence_rate(data_dir, image_size, batch_size, batches, True),
         "UNet-16 training step (consumer)": step,
     }
     results = [

@@ -45,58 +45,66 @@ def resize_pair(images, masks, size: int):
 
 
 def augment(image, mask, seed):
-    """Random left-right flip, rotation (±15°), scaling (0.85-1.15), shift, and
-    per-channel gamma, gain, smooth bias field and noise. image [H, W, 3] raw
-    intensities, mask [H, W, 1]; geometric transforms move both together."""
-    seeds = tf.random.experimental.stateless_split(seed, 8)
-    size = tf.cast(tf.shape(image)[0], tf.float32)
-    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
-    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
-    mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
+    """`augment_batch` of one slice: image [H, W, 3], mask [H, W, 1]."""
+    images, masks = augment_batch(image[None], mask[None], seed)
+    return images[0], masks[0]
 
-    angle = tf.random.stateless_uniform([], seeds[1], -15.0, 15.0) * math.pi / 180.0
-    scale = tf.random.stateless_uniform([], seeds[2], 0.85, 1.15)
-    shift = tf.random.stateless_uniform([2], seeds[3], -0.06, 0.06) * size
+
+def augment_batch(images, masks, seed):
+    """Random left-right flip, rotation (±15°), scaling (0.85-1.15), shift, and
+    per-channel gamma, gain, smooth bias field and noise, drawn independently
+    for each slice of the batch. images [B, H, W, 3] raw intensities, masks
+    [B, H, W, 1]; geometric transforms move both together. One call for the
+    whole batch: the image ops run vectorized rather than once per slice."""
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    batch = tf.shape(images)[0]
+    output_shape = tf.shape(images)[1:3]
+    size = tf.cast(output_shape[0], tf.float32)
+    flip = (tf.random.stateless_uniform([batch], seeds[0]) < 0.5)[:, None, None, None]
+    images = tf.where(flip, tf.reverse(images, [2]), images)
+    masks = tf.where(flip, tf.reverse(masks, [2]), masks)
+
+    angle = tf.random.stateless_uniform([batch], seeds[1], -15.0, 15.0) * math.pi / 180.0
+    scale = tf.random.stateless_uniform([batch], seeds[2], 0.85, 1.15)
+    shift = tf.random.stateless_uniform([batch, 2], seeds[3], -0.06, 0.06) * size
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     center = (size - 1.0) / 2.0
+    zeros = tf.zeros_like(cos)
     # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
-    transform = tf.stack(
+    transforms = tf.stack(
         [
             cos,
             -sin,
-            center - cos * center + sin * center + shift[0],
+            center - cos * center + sin * center + shift[:, 0],
             sin,
             cos,
-            center - sin * center - cos * center + shift[1],
-            0.0,
-            0.0,
-        ]
-    )[None]
-    output_shape = tf.shape(image)[:2]
+            center - sin * center - cos * center + shift[:, 1],
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
 
     def warp(x, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None],
-            transforms=transform,
-            output_shape=output_shape,
-            interpolation=interpolation,
-            fill_mode="CONSTANT",
-            fill_value=0.0,
-        )[0]
+            images=x, transforms=transforms, output_shape=output_shape, interpolation=interpolation, fill_mode="CONSTANT", fill_value=0.0
+        )
 
-    image = warp(image, "BILINEAR")
-    mask = warp(mask, "NEAREST")
+    images = warp(images, "BILINEAR")
+    masks = warp(masks, "NEAREST")
 
-    gamma = tf.exp(tf.random.stateless_uniform([3], seeds[4], -0.25, 0.25))
-    gain = tf.random.stateless_uniform([3], seeds[5], 0.8, 1.2)
-    normalized = tf.maximum(image, 0.0) / 255.0
+    gamma = tf.exp(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[4], -0.25, 0.25))
+    gain = tf.random.stateless_uniform([batch, 1, 1, 3], seeds[5], 0.8, 1.2)
+    normalized = tf.maximum(images, 0.0) / 255.0
     yy, xx = tf.meshgrid(tf.linspace(-1.0, 1.0, output_shape[0]), tf.linspace(-1.0, 1.0, output_shape[1]), indexing="ij")
-    bias_coefficients = tf.random.stateless_normal([3], seeds[6], stddev=0.1)
-    bias = tf.exp(bias_coefficients[0] * xx + bias_coefficients[1] * yy + bias_coefficients[2] * xx * yy)[..., None]
-    image = tf.pow(normalized, gamma) * gain * bias * 255.0
-    noise = tf.random.stateless_normal(tf.shape(image), seeds[7], stddev=tf.random.stateless_uniform([], seeds[7], 0.0, 4.0))
-    image = tf.where(image > 0, tf.maximum(image + noise, 0.0), image)
-    return image, mask
+    coefficients = tf.random.stateless_normal([batch, 3, 1, 1], seeds[6], stddev=0.1)
+    bias = tf.exp(coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy)[..., None]
+    images = tf.pow(normalized, gamma) * gain * bias * 255.0
+    noise_seed, stddev_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[7], 2))
+    stddev = tf.random.stateless_uniform([batch, 1, 1, 1], stddev_seed, 0.0, 4.0)
+    noise = tf.random.stateless_normal(tf.shape(images), noise_seed) * stddev
+    images = tf.where(images > 0, tf.maximum(images + noise, 0.0), images)
+    return images, masks
 
 
 def _decoded(file_patterns: list[str], size: int) -> tf.data.Dataset:
@@ -143,19 +151,18 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
         )
     else:
         mixed = decoded.repeat().shuffle(1024, seed=config.seed)
-    if config.augment or config.patch_size:
-
-        def transform(image, mask, seed):
-            augment_seed, patch_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            if config.augment:
-                image, mask = augment(image, mask, augment_seed)
-            if config.patch_size:
-                image, mask = patches.sample_patch(image, mask, patch_seed, config.patch_size, config.tumor_patch_fraction)
-            return image, mask
-
+    batches = mixed.batch(config.batch_size, drop_remainder=True)
+    if config.augment:
         seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
-        mixed = tf.data.Dataset.zip((mixed, seeds)).map(lambda pair, seed: transform(*pair, seed), num_parallel_calls=AUTOTUNE)
-    return mixed.batch(config.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+        batches = tf.data.Dataset.zip((batches, seeds)).map(lambda pair, seed: augment_batch(*pair, seed), num_parallel_calls=AUTOTUNE)
+    if config.patch_size:
+        seeds = tf.data.Dataset.random(seed=config.seed + 2).batch(2)
+        crops = tf.data.Dataset.zip((batches.unbatch(), seeds)).map(
+            lambda pair, seed: patches.sample_patch(*pair, seed, config.patch_size, config.tumor_patch_fraction),
+            num_parallel_calls=AUTOTUNE,
+        )
+        batches = crops.batch(config.batch_size, drop_remainder=True)
+    return batches.prefetch(AUTOTUNE)
 
 
 def evaluation_dataset(file_patterns: list[str], config: TrainingConfig) -> tf.data.Dataset:

@@ -82,3 +82,14 @@ def test_patch_training_batches_are_patches_of_the_slices(records):
     assert images.shape == (16, 32, 32, 3) and masks.shape == (16, 32, 32, 1)
     # Tumor slices are oversampled to 0.9 and every patch of a tumor slice is centered on tumor.
     assert np.mean(np.any(masks.numpy() > 0, axis=(1, 2, 3))) >= 0.7
+
+
+def test_batch_augmentation_draws_each_slice_independently_and_keeps_pairs_together():
+    image, mask = square_example()
+    images, masks = input_pipeline.augment_batch(tf.constant([image] * 6), tf.constant([mask] * 6), tf.constant([5, 9], tf.int64))
+    assert images.shape == (6, *image.shape) and masks.shape == (6, *mask.shape)
+    assert len({masks[i].numpy().tobytes() for i in range(6)}) == 6  # six different geometric draws
+    for augmented_image, augmented_mask in zip(images.numpy(), masks.numpy()):
+        inside, outside = augmented_mask[..., 0] > 0, augmented_mask[..., 0] == 0
+        assert inside.sum() > 200
+        assert np.median(augmented_image[inside].mean(-1)) > 100 and np.median(augmented_image[outside].mean(-1)) < 5
