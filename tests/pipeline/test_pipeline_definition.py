@@ -35,3 +35,17 @@ def test_the_drift_check_resolves_before_this_runs_statistics(tmp_path):
     assert "previous_statistics" in {node.id for node in statistics_gen.upstream_nodes}
     kfp = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05), orchestrator="kfp")
     assert "previous_statistics" not in {component.id for component in kfp.components}
+
+
+def test_code_comes_from_the_package_and_nothing_is_unpickled(tmp_path):
+    import pathlib
+    import re
+
+    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path / "data"), str(tmp_path / "out")))
+    assert _node(built, "Trainer").exec_properties["run_fn"] == "models.trainer_module.run_fn"
+    root = pathlib.Path(pipeline.__file__).parents[1]
+    sources = [
+        path for package in ("components", "data_schema", "models", "pipeline", "unet4mri") for path in (root / package).rglob("*.py")
+    ]
+    unpickling = re.compile(r"\bimport (c?pickle|dill|joblib)\b|allow_pickle\s*=\s*True|yaml\.load\(|\beval\(|\bexec\(")
+    assert sources and [str(path) for path in sources if unpickling.search(path.read_text())] == []
