@@ -12,6 +12,9 @@ Layout of one `tf.train.Example` (one MRI slice):
   tumor_size_bucket: bytes, one of TUMOR_SIZE_BUCKETS
   height, width:     int64, native slice size in pixels
   tumor_pixel_fraction: float, tumor_pixels / (height * width)
+  context:           bytes, only with context slices K > 0: raw uint8 [height, width, 6K], the
+                     images of slices n-K..n-1 then n+1..n+K of the same case, 3 channels
+                     each (at the volume's ends the nearest existing slice is repeated)
   mean_intensity_<channel>: float, per channel (pre_contrast, flair,
                      post_contrast) the mean 0..255 intensity over the head
                      (pixels where any channel is non-zero), 0 on a blank slice
@@ -29,6 +32,7 @@ TUMOR_PIXELS = "tumor_pixels"
 TUMOR_SIZE_BUCKET = "tumor_size_bucket"
 HEIGHT = "height"
 WIDTH = "width"
+CONTEXT = "context"
 TUMOR_PIXEL_FRACTION = "tumor_pixel_fraction"
 MEAN_INTENSITIES = ("mean_intensity_pre_contrast", "mean_intensity_flair", "mean_intensity_post_contrast")
 DRIFT_FEATURES = (TUMOR_PIXEL_FRACTION, *MEAN_INTENSITIES)

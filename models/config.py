@@ -39,6 +39,8 @@ class TrainingConfig:
       oversampled to `tumor_slice_fraction` as without patches.
     inference_window: the exported model runs slices larger than this (at
       `image_size`) by overlapping tiles with Gaussian blending; None: whole slices.
+    context_slices: K > 0 adds the K slices below and above each slice (same
+      case) as input channels: the network sees 3 (2K + 1) channels.
     mixed_precision: None (float32), "float16" (Volta to Ampere GPUs) or
       "bfloat16" (Ampere and later, TPUs); losses and logits stay float32.
     jit_compile: compile training steps with XLA.
@@ -65,6 +67,7 @@ class TrainingConfig:
     patch_size: int | None = None
     tumor_patch_fraction: float = 0.5
     inference_window: int | None = None
+    context_slices: int = 0
 
     def __post_init__(self):
         checks = [
@@ -98,6 +101,7 @@ class TrainingConfig:
                 self.patch_size is None or (self.patch_size % 2**self.depth == 0 and 2**self.depth <= self.patch_size <= self.image_size),
                 f"patch_size must be a multiple of 2**depth={2**self.depth}, at most image_size={self.image_size}, got {self.patch_size}",
             ),
+            (0 <= self.context_slices <= 3, f"context_slices must be in 0..3, got {self.context_slices}"),
             (0.0 <= self.tumor_patch_fraction <= 1.0, f"tumor_patch_fraction must be in [0, 1], got {self.tumor_patch_fraction}"),
             (
                 self.inference_window is None or (self.inference_window % 2**self.depth == 0 and self.inference_window >= 2**self.depth),
@@ -111,6 +115,11 @@ class TrainingConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: 3 MR sequences per slice, 2K + 1 slices."""
+        return 3 * (2 * self.context_slices + 1)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -5,7 +5,10 @@
   -> `probabilities` float32 [batch, height, width] and `mask` uint8
   [batch, height, width] in 0/1, at the examples' own size.
 - `predict_images`: `images` uint8 [batch, height, width, 3] of any height
-  and width -> the same outputs at the input size.
+  and width -> the same outputs at the input size. With context slices K > 0
+  the images are [batch, height, width, 3 (2K + 1)]: the slice, then the K
+  slices below and the K above (see data_schema.features `context`); K is
+  recorded in `assets.extra/unet4mri.json`.
 - `predict_images_tta`: the same with test-time augmentation: the mean of the
   probabilities over the identity, left-right, up-down and both flips (4
   network passes, so about 4x the time of `predict_images`).
@@ -23,6 +26,9 @@ than resizing probabilities), then threshold at 0.5. The model loads with
 plain `tf.saved_model.load` in a process that has never imported this project.
 """
 
+import json
+import os
+
 import keras
 import tensorflow as tf
 
@@ -35,6 +41,7 @@ SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 IMAGES_TTA_SIGNATURE = "predict_images_tta"
 TTA_FLIPS = ((), (2,), (1,), (1, 2))  # none, left-right, up-down, both: 4 network passes
+MODEL_INFO_FILE = "unet4mri.json"  # in assets.extra/: {"context_slices": K, "image_size": S}
 PROBABILITIES = "probabilities"
 MASK = "mask"
 
@@ -64,7 +71,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
         # The signature accepts any shape so that this check runs when the model
         # is called, with a message naming the tensor, its shape and the one
         # expected (the signature wrapper itself checks only the dtype).
-        images = tf.ensure_shape(images, [None, None, None, 3])
+        images = tf.ensure_shape(images, [None, None, None, config.input_channels])
         tf.debugging.assert_positive(tf.reduce_prod(tf.shape(images)[:3]), message="images must hold at least one slice of at least 1x1")
         output_size = tf.shape(images)[1:3]
         resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size, config.image_size], method="area")
@@ -74,7 +81,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
 
     def serve_examples(examples):
         examples = tf.ensure_shape(examples, [None])
-        images, _ = input_pipeline.parse_examples(examples, with_masks=False)
+        images, _ = input_pipeline.parse_examples(examples, with_masks=False, context_slices=config.context_slices)
         return predict_images(images)
 
     archive = keras.export.ExportArchive()
@@ -87,3 +94,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
     )
     archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec(None, tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
+    # What a caller needs to build the input (ignored by model servers).
+    tf.io.gfile.makedirs(os.path.join(export_dir, "assets.extra"))
+    with tf.io.gfile.GFile(os.path.join(export_dir, "assets.extra", MODEL_INFO_FILE), "w") as out:
+        json.dump({"context_slices": config.context_slices, "image_size": config.image_size}, out)

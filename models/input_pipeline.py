@@ -16,10 +16,11 @@ from models.config import TrainingConfig
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def parse_examples(serialized, with_masks: bool = True):
-    """Batch of serialized examples -> (images uint8 [B, H, W, 3], masks uint8 [B, H, W, 1] or None).
+def parse_examples(serialized, with_masks: bool = True, context_slices: int = 0):
+    """Batch of serialized examples -> (images uint8 [B, H, W, 3 (2K + 1)], masks uint8 [B, H, W, 1] or None).
 
-    All examples of a batch must share one height and width.
+    All examples of a batch must share one height and width. K = context_slices:
+    the slice's channels come first, then its `context` feature's.
     """
     spec = {
         features.IMAGE: tf.io.FixedLenFeature([], tf.string),
@@ -28,9 +29,14 @@ def parse_examples(serialized, with_masks: bool = True):
     }
     if with_masks:
         spec[features.MASK] = tf.io.FixedLenFeature([], tf.string)
+    if context_slices:
+        spec[features.CONTEXT] = tf.io.FixedLenFeature([], tf.string)
     parsed = tf.io.parse_example(serialized, spec)
     height, width = tf.cast(parsed[features.HEIGHT][0], tf.int32), tf.cast(parsed[features.WIDTH][0], tf.int32)
     images = tf.reshape(tf.io.decode_raw(parsed[features.IMAGE], tf.uint8), [-1, height, width, 3])
+    if context_slices:
+        context = tf.reshape(tf.io.decode_raw(parsed[features.CONTEXT], tf.uint8), [-1, height, width, 6 * context_slices])
+        images = tf.concat([images, context], axis=-1)
     if not with_masks:
         return images, None
     masks = tf.reshape(tf.io.decode_raw(parsed[features.MASK], tf.uint8), [-1, height, width, 1])
@@ -93,8 +99,9 @@ def augment_batch(images, masks, seed):
     images = warp(images, "BILINEAR")
     masks = warp(masks, "NEAREST")
 
-    gamma = tf.exp(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[4], -0.25, 0.25))
-    gain = tf.random.stateless_uniform([batch, 1, 1, 3], seeds[5], 0.8, 1.2)
+    slices_per_stack = tf.shape(images)[-1] // 3  # context slices: one draw per MR sequence, shared by the stack
+    gamma = tf.tile(tf.exp(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[4], -0.25, 0.25)), [1, 1, 1, slices_per_stack])
+    gain = tf.tile(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[5], 0.8, 1.2), [1, 1, 1, slices_per_stack])
     normalized = tf.maximum(images, 0.0) / 255.0
     yy, xx = tf.meshgrid(tf.linspace(-1.0, 1.0, output_shape[0]), tf.linspace(-1.0, 1.0, output_shape[1]), indexing="ij")
     coefficients = tf.random.stateless_normal([batch, 3, 1, 1], seeds[6], stddev=0.1)
@@ -107,11 +114,11 @@ def augment_batch(images, masks, seed):
     return images, masks
 
 
-def _decoded(file_patterns: list[str], size: int) -> tf.data.Dataset:
+def _decoded(file_patterns: list[str], size: int, context_slices: int = 0) -> tf.data.Dataset:
     records = tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
     return (
         records.batch(64)
-        .map(lambda serialized: resize_pair(*parse_examples(serialized), size), num_parallel_calls=AUTOTUNE)
+        .map(lambda serialized: resize_pair(*parse_examples(serialized, context_slices=context_slices), size), num_parallel_calls=AUTOTUNE)
         .unbatch()
         .cache()
     )
@@ -141,7 +148,7 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
     oversample: False when the data lacks tumor or empty slices (sampling from
     an empty class would never yield).
     """
-    decoded = _decoded(file_patterns, config.image_size)
+    decoded = _decoded(file_patterns, config.image_size, config.context_slices)
     has_tumor = lambda image, mask: tf.reduce_any(mask > 0)  # noqa: E731
     tumor = decoded.filter(has_tumor).repeat().shuffle(512, seed=config.seed)
     empty = decoded.filter(lambda image, mask: tf.logical_not(has_tumor(image, mask))).repeat().shuffle(512, seed=config.seed + 1)
@@ -167,4 +174,4 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
 
 def evaluation_dataset(file_patterns: list[str], config: TrainingConfig) -> tf.data.Dataset:
     """Every slice once, in file order, resized, batched."""
-    return _decoded(file_patterns, config.image_size).batch(config.batch_size).prefetch(AUTOTUNE)
+    return _decoded(file_patterns, config.image_size, config.context_slices).batch(config.batch_size).prefetch(AUTOTUNE)

@@ -78,7 +78,7 @@ def encoder(config: TrainingConfig, inputs):
 
 def build_unet(config: TrainingConfig) -> keras.Model:
     """UNet with `config.depth` levels and `config.n_filters` filters at the first."""
-    inputs = keras.Input((None, None, 3), name="images")
+    inputs = keras.Input((None, None, config.input_channels), name="images")
     features = encoder(config, inputs)
     x = features[-1]
     for level in reversed(range(config.depth)):

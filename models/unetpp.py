@@ -17,7 +17,7 @@ from models.unet import conv_block, encoder, level_filters, logits_head, up_bloc
 
 def build_unetpp(config: TrainingConfig) -> keras.Model:
     """UNet++; outputs the heads of levels 1..depth with deep supervision, else the last one."""
-    inputs = keras.Input((None, None, 3), name="images")
+    inputs = keras.Input((None, None, config.input_channels), name="images")
     nodes = {(level, 0): x for level, x in enumerate(encoder(config, inputs))}
     for column in range(1, config.depth + 1):
         for level in range(config.depth + 1 - column):

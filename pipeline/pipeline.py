@@ -162,6 +162,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
             max_rejected_fraction=config.max_rejected_fraction,
             small_max_pixels=config.small_max_pixels,
             medium_max_pixels=config.medium_max_pixels,
+            context_slices=config.training.context_slices,
             code_version=ingestion_code_fingerprint(),
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(slice_executor.Executor),

@@ -52,6 +52,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="share of patches centered on tumor (default: %(default)s)",
     )
     group.add_argument(
+        "--context-slices", type=int, default=0, help="add the K slices below and above as input channels (default: %(default)s)"
+    )
+    group.add_argument(
         "--inference-window", type=int, default=None, help="exported model: tile slices larger than this (Gaussian blending)"
     )
     group.add_argument("--deep-supervision", action="store_true", help="UNet++: train every head")
@@ -83,6 +86,7 @@ def training_config_from_args(args: argparse.Namespace):
         patch_size=args.patch_size,
         tumor_patch_fraction=args.tumor_patch_fraction,
         inference_window=args.inference_window,
+        context_slices=args.context_slices,
         deep_supervision=args.deep_supervision,
         prune_level=args.prune_level,
         warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None,

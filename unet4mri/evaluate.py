@@ -41,6 +41,8 @@ def load_predictor(model_dir: str, output: str = "mask", tta: bool = False):
         return signature(images=tf.constant(images, tf.uint8))[output].numpy()
 
     predict.saved_model = loaded  # keep the variables alive
+    info = os.path.join(model_dir, "assets.extra", "unet4mri.json")
+    predict.context_slices = json.load(open(info)).get("context_slices", 0) if os.path.isfile(info) else 0
     return predict
 
 
@@ -65,12 +67,14 @@ def group_by_shape(images: list[np.ndarray]) -> list[list[int]]:
 def predict_counts(predict, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
     """Per-slice counts of the model's masks against the truth, batched by image size."""
     counts = []
+    context = slices.context_paths(pairs, getattr(predict, "context_slices", 0))
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
         loaded = [slices.read_pair(pair) for pair in batch]
+        inputs = [slices.read_stack(image, context[start + i]) for i, (image, _) in enumerate(loaded)]
         predicted: dict[int, np.ndarray] = {}
-        for indices in group_by_shape([image for image, _ in loaded]):
-            masks = predict(np.stack([loaded[i][0] for i in indices]))
+        for indices in group_by_shape(inputs):
+            masks = predict(np.stack([inputs[i] for i in indices]))
             predicted.update(zip(indices, masks))
         for index, pair in enumerate(batch):
             counts.append(metrics.slice_counts(loaded[index][1], predicted[index], pair.case_id, pair.slice_index))

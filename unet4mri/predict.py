@@ -52,11 +52,13 @@ def predict_folder(
     pairs = find_inputs(input_path)
     probabilities_of = evaluate.load_predictor(evaluate.latest_model_dir(model_dir), output="probabilities", tta=tta)
     results = []
+    context = slices.context_paths(pairs, probabilities_of.context_slices)  # a lone slice is its own context
     for start in tqdm(range(0, len(pairs), batch_size), desc="predicting", unit="batch", leave=False):
         batch = pairs[start : start + batch_size]
         images = [slices.read_any_image(pair.image_path) for pair in batch]
-        for indices in evaluate.group_by_shape(images):
-            probabilities = probabilities_of(np.stack([images[i] for i in indices]))
+        inputs = [slices.read_stack(image, context[start + i]) for i, image in enumerate(images)]
+        for indices in evaluate.group_by_shape(inputs):
+            probabilities = probabilities_of(np.stack([inputs[i] for i in indices]))
             for i, probability in zip(indices, probabilities):
                 results.append(_write_slice(batch[i], images[i], probability > threshold, output_dir))
     results.sort(key=lambda r: (r.case_id, r.name))

@@ -141,6 +141,35 @@ def _case_pairs(root: str, case_id: str, folder: str, masks_required: bool) -> t
     return pairs, sorted(unpaired)
 
 
+def context_paths(pairs: list[SlicePair], context_slices: int) -> list[list[str]]:
+    """For each pair, the image paths of the `context_slices` slices below and
+    above it in its case (by slice number; at the volume's ends the nearest
+    existing slice repeats). `pairs` sorted by case and slice, as listed."""
+    if context_slices < 0:
+        raise ValueError(f"context_slices must be >= 0, got {context_slices}")
+    by_case: dict[str, list[SlicePair]] = {}
+    for pair in pairs:
+        by_case.setdefault(pair.case_id, []).append(pair)
+    neighbours = []
+    for pair in pairs:
+        case = by_case[pair.case_id]
+        position = case.index(pair)
+        offsets = [*range(-context_slices, 0), *range(1, context_slices + 1)]
+        neighbours.append([case[min(max(position + offset, 0), len(case) - 1)].image_path for offset in offsets])
+    return neighbours
+
+
+def read_stack(image: np.ndarray, neighbour_paths: list[str]) -> np.ndarray:
+    """`image` [H, W, 3] with its neighbours' images appended: uint8 [H, W, 3 (1 + len(neighbours))]."""
+    stack = [image]
+    for path in neighbour_paths:
+        neighbour = read_any_image(path)
+        if neighbour.shape != image.shape:
+            raise SliceError(f"{path}: context slice is {list(neighbour.shape)}, its neighbour is {list(image.shape)}")
+        stack.append(neighbour)
+    return np.concatenate(stack, axis=2)
+
+
 def read_image(path: str) -> np.ndarray:
     """A slice as uint8 [height, width, 3]; SliceError naming the file if it is not one."""
     image = _read_tiff(path)

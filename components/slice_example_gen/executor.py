@@ -35,6 +35,7 @@ DEFAULT_OPTIONS = {
     "max_rejected_fraction": 0.0,
     "small_max_pixels": features.DEFAULT_SMALL_MAX_PIXELS,
     "medium_max_pixels": features.DEFAULT_MEDIUM_MAX_PIXELS,
+    "context_slices": 0,
     "code_version": "",  # a hash of the ingestion code: part of the cache key, unused by the executor
 }
 
@@ -67,9 +68,13 @@ def _options(exec_properties: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_pixels: int) -> tf.train.Example:
-    """One slice pair as a tf.train.Example (features in data_schema.features)."""
+def slice_to_example(
+    pair: slices.SlicePair, small_max_pixels: int, medium_max_pixels: int, context_paths: list[str] = ()
+) -> tf.train.Example:
+    """One slice pair as a tf.train.Example (features in data_schema.features);
+    `context_paths`: the neighbour images stored in the `context` feature."""
     image, mask = slices.read_pair(pair)
+    context = slices.read_stack(image, list(context_paths))[..., image.shape[2] :] if context_paths else None
     tumor_pixels = int(mask.sum())
     bucket = features.tumor_size_bucket(tumor_pixels, int(small_max_pixels), int(medium_max_pixels))
 
@@ -98,6 +103,7 @@ def slice_to_example(pair: slices.SlicePair, small_max_pixels: int, medium_max_p
                 features.WIDTH: int64(image.shape[1]),
                 features.TUMOR_PIXEL_FRACTION: float32(tumor_pixels / mask.size),
                 **{name: float32(float(mean)) for name, mean in zip(features.MEAN_INTENSITIES, means)},
+                **({features.CONTEXT: string(np.ascontiguousarray(context).tobytes())} if context is not None else {}),
             }
         )
     )
@@ -108,9 +114,10 @@ class _ReadSlice(beam.DoFn):
         self._small = options["small_max_pixels"]
         self._medium = options["medium_max_pixels"]
 
-    def process(self, pair: slices.SlicePair):
+    def process(self, element: tuple[slices.SlicePair, list[str]]):
+        pair, context_paths = element
         try:
-            yield slice_to_example(pair, self._small, self._medium)
+            yield slice_to_example(pair, self._small, self._medium, context_paths)
         except slices.SliceError as error:
             yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (pair.image_path, str(error)))
 
@@ -130,9 +137,11 @@ def _SlicesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     root_pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern[: -len(SLICE_FILES_PATTERN)])
     roots = sorted(tf.io.gfile.glob(root_pattern)) if any(c in root_pattern for c in "*?[") else [root_pattern]
     listings = [slices.list_slices(root) for root in roots]
+    context_slices = int(_options(exec_properties)["context_slices"])
+    elements = [element for listing in listings for element in zip(listing.pairs, slices.context_paths(listing.pairs, context_slices))]
     results = (
         pipeline
-        | "ListSlices" >> beam.Create([pair for listing in listings for pair in listing.pairs], reshuffle=True)
+        | "ListSlices" >> beam.Create(elements, reshuffle=True)
         | "ReadSlices" >> beam.ParDo(_ReadSlice(_options(exec_properties))).with_outputs(_REJECTED_TAG, main="examples")
     )
     unpaired = pipeline | "ListUnpaired" >> beam.Create([problem for listing in listings for problem in listing.unpaired])

@@ -124,3 +124,16 @@ def test_bucket_function_boundaries():
     with pytest.raises(ValueError, match="thresholds"):
         features.tumor_size_bucket(1, 20, 10)
     assert np.all(np.array([features.tumor_size_bucket(0)]) == "none")
+
+
+def test_context_slices_are_stored_with_each_slice(tiny_dataset, tmp_path):
+    run_executor(tiny_dataset, str(tmp_path), context_slices=1)
+    pairs = slices.find_slice_pairs(tiny_dataset)
+    by_key = {(p.case_id, p.slice_index): p for p in pairs}
+    context = slices.context_paths(pairs, 1)
+    examples = [e for split in SPLITS for e in read_split(str(tmp_path), split)]
+    assert len(examples) == len(pairs)
+    for example in examples[:5]:
+        pair = by_key[(value(example, features.CASE_ID).decode(), value(example, features.SLICE_INDEX))]
+        expected = np.concatenate([slices.read_image(path) for path in context[pairs.index(pair)]], axis=2)
+        assert value(example, features.CONTEXT) == expected.tobytes()

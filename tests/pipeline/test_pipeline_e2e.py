@@ -150,3 +150,17 @@ def test_patch_training_runs_end_to_end_and_evaluates_with_tta(tiny_dataset, tmp
         == 0
     )
     assert os.path.isfile(out)
+
+
+def test_context_slices_train_export_and_evaluate_end_to_end(tiny_dataset, tmp_path):
+    from unet4mri import cli
+
+    argv = ["run", "--data-dir", tiny_dataset, "--output-dir", str(tmp_path), *TINY_RUN_ARGS, "--context-slices", "1", "--no-report"]
+    assert cli.main(argv) == 0
+    pushed = evaluate.latest_model_dir(os.path.join(str(tmp_path), "serving_model"))
+    predict = tf.saved_model.load(pushed).signatures["predict_images"]
+    assert predict(images=tf.zeros([1, 40, 40, 9], tf.uint8))["mask"].shape == (1, 40, 40)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,\?,\?,9\]"):
+        predict(images=tf.zeros([1, 40, 40, 3], tf.uint8))
+    result = evaluate.evaluate_model(pushed, tiny_dataset)  # reads K from the model and stacks the neighbours
+    assert result["slices"] and len(result["slices"]) == len(slices.find_slice_pairs(tiny_dataset))

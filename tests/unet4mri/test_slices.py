@@ -154,3 +154,32 @@ def test_a_tiff_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
         tiff.write(shape=(20000, 20000, 3), dtype=np.uint8)  # header only: an empty 1.2 GB image
     with pytest.raises(slices.SliceError, match=r"huge.tif: TIFF claims shape \[20000, 20000, 3\]"):
         slices.read_image(path)
+
+
+def test_context_paths_are_the_neighbours_in_the_case_repeating_at_the_ends(tmp_path):
+    rng = np.random.default_rng(0)
+    for case, indices in (("A", (1, 2, 3, 5)), ("B", (1,))):
+        for index in indices:
+            write_pair(tmp_path, case, index, *random_pair(rng, size=16))
+    pairs = slices.find_slice_pairs(str(tmp_path))
+    names = [[os.path.basename(path) for path in paths] for paths in slices.context_paths(pairs, 1)]
+    assert names == [
+        ["A_1.tif", "A_2.tif"],  # below slice 1 there is none: slice 1 repeats
+        ["A_1.tif", "A_3.tif"],
+        ["A_2.tif", "A_5.tif"],  # slice 4 is missing: the next existing one is the neighbour
+        ["A_3.tif", "A_5.tif"],
+        ["B_1.tif", "B_1.tif"],  # a case of one slice is its own context
+    ]
+    assert [len(paths) for paths in slices.context_paths(pairs, 2)] == [4] * 5 and slices.context_paths(pairs, 0) == [[]] * 5
+    stack = slices.read_stack(slices.read_image(pairs[1].image_path), slices.context_paths(pairs, 1)[1])
+    assert stack.shape == (16, 16, 9)
+    np.testing.assert_array_equal(stack[..., 3:6], slices.read_image(pairs[0].image_path))
+
+
+def test_a_context_slice_of_another_size_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    write_pair(tmp_path, "A", 1, *random_pair(rng, size=16))
+    write_pair(tmp_path, "A", 2, *random_pair(rng, size=32))
+    pairs = slices.find_slice_pairs(str(tmp_path))
+    with pytest.raises(slices.SliceError, match=r"A_2.tif: context slice is \[32, 32, 3\], its neighbour is \[16, 16, 3\]"):
+        slices.read_stack(slices.read_image(pairs[0].image_path), slices.context_paths(pairs, 1)[0])
