@@ -1,7 +1,7 @@
 """The pipeline, defined once; the runners are thin callers of `create_pipeline`.
 
 ExampleGen (slices -> tf.Examples, split by patient) -> StatisticsGen ->
-ImportSchemaGen (data_schema/schema.pbtxt) -> ExampleValidator -> AnomaliesGate
+ImportSchemaGen (data_schema/schema.pbtxt, by content) -> ExampleValidator -> AnomaliesGate
 (anomalies, empty splits, drift against the previous run's statistics) ->
 PositivePixelWeight -> Trainer -> Evaluator (TFMA, gates the blessing
 against thresholds and the served model) -> Pusher (one versioned directory
@@ -24,6 +24,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components import pusher_executor, tfma_metrics
 from components.anomalies_gate import AnomaliesGate
+from components.curated_schema import CuratedSchema
 from components.latest_artifact import LatestArtifactOrNoneStrategy
 from components.latest_pushed_model import LatestPushedModel
 from components.positive_pixel_weight.component import PositivePixelWeight
@@ -168,7 +169,8 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
         custom_executor_spec=executor_spec.BeamExecutorSpec(slice_executor.Executor),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=features.schema_path())
+    with open(features.schema_path()) as schema_file:
+        schema_gen = CuratedSchema(schema_text=schema_file.read()).with_id("ImportSchemaGen")
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )

@@ -49,3 +49,11 @@ def test_code_comes_from_the_package_and_nothing_is_unpickled(tmp_path):
     ]
     unpickling = re.compile(r"\bimport (c?pickle|dill|joblib)\b|allow_pickle\s*=\s*True|yaml\.load\(|\beval\(|\bexec\(")
     assert sources and [str(path) for path in sources if unpickling.search(path.read_text())] == []
+
+
+def test_the_schema_is_imported_by_content_so_an_edited_schema_is_not_served_from_the_cache(tmp_path):
+    from data_schema import features
+
+    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out")))
+    with open(features.schema_path()) as schema_file:
+        assert _node(built, "ImportSchemaGen").exec_properties["schema_text"] == schema_file.read()
