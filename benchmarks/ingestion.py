@@ -15,35 +15,14 @@ from benchmarks.common import Timer, in_subprocess, peak_rss_mb
 
 
 def pipeline_ingestion(data_dir: str, out_dir: str, beam_args: list[str]) -> dict:
-    from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts, standard_component_specs
-    from tfx.utils import proto_utils
 
     from components.slice_example_gen import executor
-    from data_schema import features
     from pipeline.config import SPLITS, PipelineConfig
 
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
-    output_config = example_gen_pb2.Output(
-        split_config=example_gen_pb2.SplitConfig(
-            splits=[
-                example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-                for name, buckets in zip(SPLITS, PipelineConfig.split_hash_buckets)
-            ],
-            partition_feature_name=features.CASE_ID,
-        )
-    )
-    exec_properties = {
-        standard_component_specs.INPUT_BASE_KEY: data_dir,
-        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=executor.SLICE_FILES_PATTERN)])
-        ),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(executor.make_custom_config()),
-    }
+    exec_properties = executor.executor_properties(data_dir, PipelineConfig.split_hash_buckets, SPLITS)
     context = executor.Executor.Context(beam_pipeline_args=beam_args, tmp_dir=tempfile.mkdtemp())
     with Timer() as timer:
         executor.Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)

@@ -13,7 +13,7 @@ from benchmarks.common import Timer
 
 
 def run(work_dir: str, patients: int, slices_per_patient: int) -> list[dict]:
-    from models.config import TrainingConfig
+    from models.config import testing_config
     from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
     from unet4mri import synthetic_data
@@ -21,7 +21,7 @@ def run(work_dir: str, patients: int, slices_per_patient: int) -> list[dict]:
     data = os.path.join(work_dir, f"pipeline_{patients}x{slices_per_patient}")
     if not os.path.isdir(data):
         synthetic_data.generate_dataset(data, patients, slices_per_patient, seed=0)
-    training = TrainingConfig(image_size=32, depth=2, n_filters=8, batch_size=8, epochs=1, early_stopping_patience=1)
+    training = testing_config()  # a seconds-long training: the benchmark is about the orchestration
     config = PipelineConfig(data_dir=data, output_dir=tempfile.mkdtemp(dir=work_dir), training=training, min_tumor_slice_dice=0.0)
     results = []
     for name in ("first run", "rerun, same inputs"):

@@ -205,7 +205,6 @@ def _section_run(run: _Run, history: dict) -> list[str]:
 
 def _section_data(run: _Run) -> list[str]:
     from components.anomalies_gate import describe_anomalies
-    from components.slice_example_gen.executor import REJECTED_FILE
 
     parts = ["<h2 id='data'>Data</h2>"]
     statistics = run.artifact("StatisticsGen", "statistics")
@@ -221,11 +220,8 @@ def _section_data(run: _Run) -> list[str]:
         found = describe_anomalies(anomalies.uri, run_summary.split_names(anomalies))
         verdict = "<span class='ok'>none</span>" if not found else f"<span class='bad'>{html.escape('; '.join(found))}</span>"
         parts.append(f"<p>Anomalies: {verdict}</p>")
-    examples = run.artifact("FileBasedExampleGen", "examples")
-    if examples is not None and os.path.isfile(os.path.join(examples.uri, REJECTED_FILE)):
-        with open(os.path.join(examples.uri, REJECTED_FILE)) as source:
-            rejected = max(sum(1 for _ in source) - 1, 0)
-        parts.append(f"<p>Rejected slices: {rejected} (list in {html.escape(os.path.join(examples.uri, REJECTED_FILE))})</p>")
+    if run.summary.rejected_files is not None:
+        parts.append(f"<p>Rejected files: {run.summary.rejected_files} (list in {html.escape(run.summary.rejected_list)})</p>")
     weight = run.summary.positive_pixel_weight
     if weight is not None:
         parts.append(f"<p>Positive-pixel weight (negative / positive pixels of the train split): <b>{weight:.1f}</b></p>")

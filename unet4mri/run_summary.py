@@ -122,8 +122,10 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
                 weight = json.load(source).get("positive_pixel_weight")
     rejected_files = rejected_list = None
     examples = _artifact(runs, "FileBasedExampleGen", "examples")
-    if examples is not None and os.path.isfile(os.path.join(examples.uri, "rejected.csv")):
-        rejected_list = os.path.join(examples.uri, "rejected.csv")
+    from components.slice_example_gen.executor import REJECTED_FILE
+
+    if examples is not None and os.path.isfile(os.path.join(examples.uri, REJECTED_FILE)):
+        rejected_list = os.path.join(examples.uri, REJECTED_FILE)
         with open(rejected_list) as source:
             rejected_files = max(sum(1 for _ in source) - 1, 0)
     pushed_to = None

@@ -56,6 +56,27 @@ def make_custom_config(**options: Any) -> example_gen_pb2.CustomConfig:
     return config
 
 
+def executor_properties(input_base: str, split_hash_buckets: tuple[int, ...], split_names: tuple[str, ...], **options: Any) -> dict:
+    """ExampleGen's exec properties for running this executor directly (tests, benchmarks):
+    all slices of `input_base`, split by patient into `split_names` by `split_hash_buckets`."""
+    output_config = example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=b) for name, b in zip(split_names, split_hash_buckets)],
+            partition_feature_name=features.CASE_ID,
+        )
+    )
+    return {
+        standard_component_specs.INPUT_BASE_KEY: input_base,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=SLICE_FILES_PATTERN)])
+        ),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(make_custom_config(**options)),
+    }
+
+
 def _options(exec_properties: dict[str, Any]) -> dict[str, Any]:
     serialized = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     options = dict(DEFAULT_OPTIONS)

@@ -5,9 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
 
 from components.slice_example_gen import executor
 from data_schema import features
@@ -18,22 +16,7 @@ from unet4mri import slices
 def run_executor(input_base: str, out_dir: str, **options) -> standard_artifacts.Examples:
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
-    output_config = example_gen_pb2.Output(
-        split_config=example_gen_pb2.SplitConfig(
-            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=b) for name, b in zip(SPLITS, (14, 3, 3))],
-            partition_feature_name=features.CASE_ID,
-        )
-    )
-    exec_properties = {
-        standard_component_specs.INPUT_BASE_KEY: input_base,
-        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=executor.SLICE_FILES_PATTERN)])
-        ),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(executor.make_custom_config(**options)),
-    }
+    exec_properties = executor.executor_properties(input_base, (14, 3, 3), SPLITS, **options)
     executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
     return examples
 
