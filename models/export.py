@@ -19,8 +19,8 @@ overlapping tiles blended with Gaussian weights (models.patches).
 Contract: a wrong dtype, rank or channel count, or an empty batch, fails with
 an InvalidArgumentError whose message names the input and what was expected
 ("Shape of tensor images [1,32,32,4] is not compatible with expected shape
-[?,?,?,3]"); any height and
-width (1x1 included) are accepted. Both resize the slices to the training size, run the network, resize the
+[?,?,?,3]"); any height and width (1x1 included) are accepted. All
+signatures resize the slices to the training size, run the network, resize the
 logits back to the input size and apply the sigmoid there (a sharper outline
 than resizing probabilities), then threshold at 0.5. The model loads with
 plain `tf.saved_model.load` in a process that has never imported this project.

@@ -59,8 +59,9 @@ def augment(image, mask, seed):
 def augment_batch(images, masks, seed):
     """Random left-right flip, rotation (±15°), scaling (0.85-1.15), shift, and
     per-channel gamma, gain, smooth bias field and noise, drawn independently
-    for each slice of the batch. images [B, H, W, 3] raw intensities, masks
-    [B, H, W, 1]; geometric transforms move both together. One call for the
+    for each slice of the batch. images [B, H, W, 3 (2K + 1)] raw intensities
+    (with context slices, each MR sequence's gamma and gain are shared by the
+    stack), masks [B, H, W, 1]; geometric transforms move both together. One call for the
     whole batch: the image ops run vectorized rather than once per slice."""
     seeds = tf.random.experimental.stateless_split(seed, 8)
     batch = tf.shape(images)[0]

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 
 import keras
@@ -87,8 +88,8 @@ class TrainingProgress(keras.callbacks.Callback):
 
 
 def _finite(value) -> float | None:
-    value = None if value is None else float(value)
-    return value if value is not None and abs(value) != float("inf") and value == value else None
+    """JSON-safe: None for the callbacks' initial +-inf (or NaN)."""
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def distribution_strategy() -> tf.distribute.Strategy:

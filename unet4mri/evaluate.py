@@ -41,8 +41,13 @@ def load_predictor(model_dir: str, output: str = "mask", tta: bool = False):
         return signature(images=tf.constant(images, tf.uint8))[output].numpy()
 
     predict.saved_model = loaded  # keep the variables alive
-    info = os.path.join(model_dir, "assets.extra", "unet4mri.json")
-    predict.context_slices = json.load(open(info)).get("context_slices", 0) if os.path.isfile(info) else 0
+    from models.export import MODEL_INFO_FILE
+
+    info = os.path.join(model_dir, "assets.extra", MODEL_INFO_FILE)
+    predict.context_slices = 0
+    if os.path.isfile(info):
+        with open(info) as source:
+            predict.context_slices = json.load(source).get("context_slices", 0)
     return predict
 
 

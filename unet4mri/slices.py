@@ -147,15 +147,14 @@ def context_paths(pairs: list[SlicePair], context_slices: int) -> list[list[str]
     existing slice repeats). `pairs` sorted by case and slice, as listed."""
     if context_slices < 0:
         raise ValueError(f"context_slices must be >= 0, got {context_slices}")
-    by_case: dict[str, list[SlicePair]] = {}
-    for pair in pairs:
-        by_case.setdefault(pair.case_id, []).append(pair)
-    neighbours = []
-    for pair in pairs:
-        case = by_case[pair.case_id]
-        position = case.index(pair)
-        offsets = [*range(-context_slices, 0), *range(1, context_slices + 1)]
-        neighbours.append([case[min(max(position + offset, 0), len(case) - 1)].image_path for offset in offsets])
+    by_case: dict[str, list[int]] = {}  # case -> indices into pairs, in slice order
+    for index, pair in enumerate(pairs):
+        by_case.setdefault(pair.case_id, []).append(index)
+    offsets = [*range(-context_slices, 0), *range(1, context_slices + 1)]
+    neighbours: list[list[str]] = [[] for _ in pairs]
+    for case in by_case.values():
+        for position, index in enumerate(case):
+            neighbours[index] = [pairs[case[min(max(position + offset, 0), len(case) - 1)]].image_path for offset in offsets]
     return neighbours
 
 

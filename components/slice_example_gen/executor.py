@@ -1,14 +1,16 @@
 """ExampleGen executor: a Beam PTransform from a kaggle_3m-layout folder to tf.Examples.
 
 Files that cannot be used (corrupt TIFF, wrong shape, non-binary mask, an
-image without its mask or a mask without its image, ...) are rejected, not dropped silently: each is written with its reason to
-`rejected.csv` in the examples artifact, and the run fails with a one-line
+image without its mask or a mask without its image, ...) are rejected, not
+dropped silently: each is written with its reason to `rejected.csv` in the
+examples artifact, and the run fails with a one-line
 error naming the first one when the rejected fraction exceeds
 `max_rejected_fraction` (default 0: any bad file stops the run).
 
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
-medium_max_pixels, and code_version (see pipeline.ingestion_code_fingerprint).
+medium_max_pixels, context_slices (see data_schema.features `context`), and
+code_version (see pipeline.ingestion_code_fingerprint).
 """
 
 import csv
