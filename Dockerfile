@@ -28,8 +28,9 @@ COPY pipeline pipeline
 COPY components components
 COPY models models
 COPY data_schema data_schema
+COPY core core
 COPY unet4mri unet4mri
-RUN pip install -c requirements/lock.txt . && python -c "import components, models, pipeline, unet4mri"
+RUN pip install -c requirements/lock.txt . && python -c "import core, components, models, pipeline, unet4mri"
 
 # Kubeflow V2 runs `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`
 # (set in the compiled spec); every custom component and the trainer import from the package.

@@ -38,6 +38,7 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial

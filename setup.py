@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="TFX pipeline training UNet and UNet++ models to segment tumors in brain-MRI slices",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["unet4mri*", "pipeline*", "components*", "models*", "data_schema*"]),
+    packages=find_packages(include=["unet4mri*", "core*", "pipeline*", "components*", "models*", "data_schema*"]),
     package_data={"data_schema": ["schema.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -24,6 +24,6 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "ruff"]},
+    extras_require={"test": ["pytest", "hypothesis", "ruff", "import-linter"]},
     entry_points={"console_scripts": ["unet4mri=unet4mri.cli:main"]},
 )

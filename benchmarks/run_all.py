@@ -44,7 +44,7 @@ def run_benchmark(name: str, sizes: dict, work_dir: str) -> list[dict]:
         return ingestion.run(work_dir, sizes["patients"], sizes["slices_per_patient"])
     if name == "input_pipeline":
         from benchmarks import input_pipeline
-        from unet4mri import synthetic_data
+        from core import synthetic_data
 
         data = os.path.join(work_dir, f"input_{sizes['patients']}")
         if not os.path.isdir(data):

@@ -19,14 +19,13 @@ import os
 import keras
 import tensorflow as tf
 
+from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT
 from models import input_pipeline, losses, networks
 from models.config import TrainingConfig
 from models.export import export_serving_model
 from models.segmentation_metrics import TumorSliceMetric
 
-POSITIVE_PIXEL_WEIGHT = "positive_pixel_weight"
 BEST_WEIGHTS_FILE = "best.weights.h5"
-HISTORY_FILE = "history.json"  # per-epoch training and validation metrics, in the model_run folder
 
 
 PROGRESS_FILE = "progress.json"

@@ -5,7 +5,7 @@ from tfx import v1 as tfx
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_lock import run_lock
-from unet4mri.run_summary import RunSummary, summarize_run
+from pipeline.run_summary import RunSummary, summarize_run
 
 
 def run_local(config: PipelineConfig, variant: str = "local") -> RunSummary:

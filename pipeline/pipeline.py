@@ -16,6 +16,7 @@ Pipelines, which does not run Resolver nodes.
 import dataclasses
 import hashlib
 import importlib.resources
+import pathlib
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -29,8 +30,8 @@ from components.latest_artifact import LatestArtifactOrNoneStrategy
 from components.latest_pushed_model import LatestPushedModel
 from components.positive_pixel_weight.component import PositivePixelWeight
 from components.slice_example_gen import executor as slice_executor
+from core.contracts import PROBABILITIES, SERVING_SIGNATURE
 from data_schema import features
-from models.export import PROBABILITIES, SERVING_SIGNATURE
 from pipeline.config import SPLITS, PipelineConfig
 
 TRAINER_RUN_FN = "models.trainer_module.run_fn"
@@ -38,39 +39,27 @@ BLESSING_METRIC = "dice_per_tumor_slice_mean"
 ORCHESTRATORS = ("local", "kfp", "vertex")
 
 
-def code_fingerprint(sources: list) -> str:
-    """Hash of source files (importlib.resources paths)."""
+def code_fingerprint(*packages: str) -> str:
+    """Hash of every Python source and data file of `packages` (dotted names), recursively.
+
+    The Trainer names its code by module path (`run_fn`) and our ExampleGen
+    executor by class, and TFX's cache key sees neither file: passing this hash
+    in `custom_config` makes edited code re-run instead of serving a stale
+    cached result. Whole layers are hashed, so no file list needs upkeep.
+    """
     digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for package in packages:
+        root = pathlib.Path(str(importlib.resources.files(package)))
+        for path in sorted(path for path in root.rglob("*") if path.suffix in SOURCE_SUFFIXES and "__pycache__" not in path.parts):
+            digest.update(f"{package}/{path.relative_to(root)}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def model_code_fingerprint() -> str:
-    """Hash of the trainer's source (models/, the metrics, the features).
-
-    The Trainer names its code by module path (`run_fn`), which TFX's cache
-    key does not see; passing this hash in `custom_config` makes an edited
-    model retrain instead of reusing a stale cached one.
-    """
-    package = importlib.resources.files
-    return code_fingerprint(
-        sorted(package("models").glob("*.py")) + [package("unet4mri") / "metrics.py", package("data_schema") / "features.py"]
-    )
-
-
-def ingestion_code_fingerprint() -> str:
-    """Hash of the ingestion's source (reader, executor, features), for the same
-    reason: examples written by older code are not reused from the cache."""
-    package = importlib.resources.files
-    return code_fingerprint(
-        [
-            package("unet4mri") / "slices.py",
-            package("components") / "slice_example_gen" / "executor.py",
-            package("data_schema") / "features.py",
-        ]
-    )
+SOURCE_SUFFIXES = (".py", ".pbtxt")
+# The layers each step's code lives in (see the import-linter contracts in pyproject.toml).
+MODEL_CODE = ("models", "core", "data_schema")
+INGESTION_CODE = ("components.slice_example_gen", "core", "data_schema")
 
 
 def _threshold(lower_bound: float | None = None, max_regression: float | None = None) -> tfma.MetricThreshold:
@@ -164,7 +153,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
             small_max_pixels=config.small_max_pixels,
             medium_max_pixels=config.medium_max_pixels,
             context_slices=config.training.context_slices,
-            code_version=ingestion_code_fingerprint(),
+            code_version=code_fingerprint(*INGESTION_CODE),
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(slice_executor.Executor),
     )
@@ -206,7 +195,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
         base_model=warm_start.outputs["model"] if warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"training": dataclasses.asdict(config.training), "model_code": model_code_fingerprint()},
+        custom_config={"training": dataclasses.asdict(config.training), "model_code": code_fingerprint(*MODEL_CODE)},
     )
     if trainer_resources is not None:
         trainer.with_platform_config(trainer_resources)

@@ -141,7 +141,7 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_generate_data(args: argparse.Namespace) -> int:
-    from unet4mri.synthetic_data import generate_dataset
+    from core.synthetic_data import generate_dataset
 
     ids = generate_dataset(args.out, args.patients, args.slices, args.seed, args.image_size)
     print(f"wrote {len(ids)} patients x {args.slices} slices ({args.image_size}x{args.image_size}) to {args.out}")
@@ -150,7 +150,7 @@ def command_generate_data(args: argparse.Namespace) -> int:
 
 def command_run(args: argparse.Namespace) -> int:
     from pipeline.local_runner import run_local
-    from unet4mri.run_summary import format_summary
+    from pipeline.run_summary import format_summary
 
     config = _pipeline_config(args, local=True)
     if not os.path.isdir(config.data_dir):
@@ -352,9 +352,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from components.anomalies_gate import DataValidationError
     from components.positive_pixel_weight.executor import EmptyClassError
     from components.slice_example_gen.executor import IngestionError
+    from core.slices import SliceError
     from pipeline.run_lock import RunLockedError
-    from unet4mri.evaluate import ModelError
-    from unet4mri.slices import SliceError
+    from unet4mri.served_model import ModelError
 
     return (SliceError, ModelError, IngestionError, DataValidationError, EmptyClassError, RunLockedError, FileNotFoundError, ValueError)
 

@@ -10,7 +10,7 @@ error naming the first one when the rejected fraction exceeds
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
 medium_max_pixels, context_slices (see data_schema.features `context`), and
-code_version (see pipeline.ingestion_code_fingerprint).
+code_version (see pipeline.pipeline.code_fingerprint).
 """
 
 import csv
@@ -26,10 +26,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from core import slices
+from core.contracts import REJECTED_FILE
 from data_schema import features
-from unet4mri import slices
 
-REJECTED_FILE = "rejected.csv"
 SLICE_FILES_PATTERN = "*/*.tif"
 _REJECTED_PATH = "_rejected_path"
 _REJECTED_TAG = "rejected"

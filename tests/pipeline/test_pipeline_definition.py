@@ -14,19 +14,24 @@ def test_code_fingerprints_are_in_the_cache_keys_of_ingestion_and_training(tmp_p
     """Edited ingestion or model code must not be served from the cache of an older run."""
     built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out")))
     example_gen = _node(built, "FileBasedExampleGen").exec_properties["custom_config"]
-    assert pipeline.ingestion_code_fingerprint() in json.dumps(str(example_gen))
+    assert pipeline.code_fingerprint(*pipeline.INGESTION_CODE) in json.dumps(str(example_gen))
     trainer = _node(built, "Trainer").exec_properties["custom_config"]
-    assert pipeline.model_code_fingerprint() in str(trainer)
+    assert pipeline.code_fingerprint(*pipeline.MODEL_CODE) in str(trainer)
+    assert {"core", "data_schema"} <= set(pipeline.MODEL_CODE) & set(pipeline.INGESTION_CODE)
 
 
-def test_fingerprints_change_with_the_code(tmp_path):
-    first, second = tmp_path / "a.py", tmp_path / "b.py"
-    first.write_text("x = 1\n")
-    second.write_text("x = 2\n")
-    before = pipeline.code_fingerprint([first])
-    assert pipeline.code_fingerprint([first]) == before
-    first.write_text("x = 3\n")
-    assert pipeline.code_fingerprint([first]) != before != pipeline.code_fingerprint([second])
+def test_fingerprints_follow_every_file_of_the_hashed_packages(tmp_path, monkeypatch):
+    package = tmp_path / "fingerprinted"
+    (package / "inner").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = pipeline.code_fingerprint("fingerprinted")
+    assert pipeline.code_fingerprint("fingerprinted") == before
+    (package / "inner" / "b.py").write_text("y = 2\n")  # a new file in a sub-folder
+    with_new_file = pipeline.code_fingerprint("fingerprinted")
+    (package / "a.py").write_text("x = 3\n")  # an edited file
+    assert len({before, with_new_file, pipeline.code_fingerprint("fingerprinted")}) == 3
 
 
 def test_the_drift_check_resolves_before_this_runs_statistics(tmp_path):
@@ -45,7 +50,9 @@ def test_code_comes_from_the_package_and_nothing_is_unpickled(tmp_path):
     assert _node(built, "Trainer").exec_properties["run_fn"] == "models.trainer_module.run_fn"
     root = pathlib.Path(pipeline.__file__).parents[1]
     sources = [
-        path for package in ("components", "data_schema", "models", "pipeline", "unet4mri") for path in (root / package).rglob("*.py")
+        path
+        for package in ("components", "core", "data_schema", "models", "pipeline", "unet4mri")
+        for path in (root / package).rglob("*.py")
     ]
     unpickling = re.compile(r"\bimport (c?pickle|dill|joblib)\b|allow_pickle\s*=\s*True|yaml\.load\(|\beval\(|\bexec\(")
     assert sources and [str(path) for path in sources if unpickling.search(path.read_text())] == []

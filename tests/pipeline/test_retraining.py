@@ -9,10 +9,11 @@ import tensorflow_model_analysis as tfma
 import tifffile
 
 from components.anomalies_gate import DataValidationError
+from core import slices, synthetic_data
 from models.config import testing_config
+from pipeline import run_summary
 from pipeline.config import testing_pipeline_config
 from pipeline.local_runner import run_local
-from unet4mri import run_summary, slices, synthetic_data
 
 pytestmark = pytest.mark.e2e
 

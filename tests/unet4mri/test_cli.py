@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from unet4mri import cli, slices
+from core import slices
+from unet4mri import cli
 
 
 def test_generate_data_writes_the_layout(tmp_path, capsys):
