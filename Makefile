@@ -1,5 +1,5 @@
 # UNet4MRI: `make run` trains on the embedded synthetic data; `make test` runs the tests.
-# Python 3.10 is required (TFX 1.16; see README). pyenv's 3.10.13 is named in .python-version.
+# Python 3.10 is required (TFX 1.16; see docs/development.md). pyenv's 3.10.13 is named in .python-version.
 
 PYTHON ?= python3.10
 VENV := .venv
@@ -43,7 +43,7 @@ lint: setup
 clean:
 	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial
 
-# Benchmarks (README, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
+# Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
