@@ -12,7 +12,7 @@ RUN_ARGS ?=
 export TF_USE_LEGACY_KERAS := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 $(VENV)/.installed: setup.py requirements/lock.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
@@ -32,7 +32,13 @@ $(DATA_DIR)/.complete: | setup
 run: setup $(DATA_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
-test: setup lint
+# Headless Chromium for tests/unet4mri/test_report_browser.py (the report in a real browser):
+# Debian's package, installed where missing (sudo only when not root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
+test: setup lint browser
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
