@@ -107,3 +107,16 @@ def test_report_renders_whole_in_chromium(report_page, tmp_path, width):
         target = os.path.abspath(screenshot)
         _chromium(tmp_path, width, measured["scrollHeight"], f"--screenshot={target}", "file://" + os.path.abspath(report_page))
         assert os.path.getsize(target) > 0
+
+
+def test_the_probe_sees_a_broken_picture_and_a_cut_off_table(tmp_path):
+    """The checks above can fail: a page with an undecodable PNG and a table wider than the window."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "<!DOCTYPE html><html><body><img alt='broken' src='data:image/png;base64,AAAA'>"
+        "<table style='width:1500px'><tr><td>wide</td></tr></table></body></html>"
+    )
+    measured = measure_in_browser(str(page), tmp_path, 800)
+    assert measured["images"] == [{"name": "img[alt=broken]", "complete": True, "naturalWidth": 0}]
+    assert any(entry.startswith("table spans") for entry in measured["cutOff"])
+    assert measured["scrollWidth"] > measured["width"]
