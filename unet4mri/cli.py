@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule_.add_argument("--name", default="unet4mri-retraining", help="(default: %(default)s)")
     schedule_.set_defaults(handler=command_schedule)
 
-    reference = commands.add_parser("reference", help="print this command's reference (the README's CLI section)")
+    reference = commands.add_parser("reference", help="print this command's reference (docs/cli.md)")
     reference.set_defaults(handler=command_reference)
 
     build = commands.add_parser("build-model", help="build a network and print its size")
@@ -219,7 +219,7 @@ REFERENCE_END = "<!-- end of cli-reference -->"
 
 
 def cli_reference() -> str:
-    """The help of every subcommand, as the Markdown block the README carries."""
+    """The help of every subcommand, as the Markdown block that docs/cli.md carries."""
     parser = build_parser()
     blocks = [REFERENCE_BEGIN]
     subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
