@@ -1,11 +1,11 @@
-"""The tf.data input pipeline: parse, resize, cache, oversample, augment, batch.
+"""The tf.data input pipeline: parse, resize, cache, oversample, batch.
 
 Examples are the ingestion's `tf.train.Example`s (see data_schema.features) in
 GZIP TFRecord files. Batches are (images float32 [batch, size, size, 3] with raw
-0..255 intensities, masks float32 [batch, size, size, 1] in 0/1).
+0..255 intensities, masks float32 [batch, size, size, 1] in 0/1). Augmentation
+is not done here but in the training step, on the accelerator
+(models.augmentation, models.training_model).
 """
-
-import math
 
 import tensorflow as tf
 
@@ -50,71 +50,6 @@ def resize_pair(images, masks, size: int):
     return images, tf.cast(masks >= 0.5, tf.float32)
 
 
-def augment(image, mask, seed):
-    """`augment_batch` of one slice: image [H, W, 3], mask [H, W, 1]."""
-    images, masks = augment_batch(image[None], mask[None], seed)
-    return images[0], masks[0]
-
-
-def augment_batch(images, masks, seed):
-    """Random left-right flip, rotation (±15°), scaling (0.85-1.15), shift, and
-    per-channel gamma, gain, smooth bias field and noise, drawn independently
-    for each slice of the batch. images [B, H, W, 3 (2K + 1)] raw intensities
-    (with context slices, each MR sequence's gamma and gain are shared by the
-    stack), masks [B, H, W, 1]; geometric transforms move both together. One call for the
-    whole batch: the image ops run vectorized rather than once per slice."""
-    seeds = tf.random.experimental.stateless_split(seed, 8)
-    batch = tf.shape(images)[0]
-    output_shape = tf.shape(images)[1:3]
-    size = tf.cast(output_shape[0], tf.float32)
-    flip = (tf.random.stateless_uniform([batch], seeds[0]) < 0.5)[:, None, None, None]
-    images = tf.where(flip, tf.reverse(images, [2]), images)
-    masks = tf.where(flip, tf.reverse(masks, [2]), masks)
-
-    angle = tf.random.stateless_uniform([batch], seeds[1], -15.0, 15.0) * math.pi / 180.0
-    scale = tf.random.stateless_uniform([batch], seeds[2], 0.85, 1.15)
-    shift = tf.random.stateless_uniform([batch, 2], seeds[3], -0.06, 0.06) * size
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    center = (size - 1.0) / 2.0
-    zeros = tf.zeros_like(cos)
-    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
-    transforms = tf.stack(
-        [
-            cos,
-            -sin,
-            center - cos * center + sin * center + shift[:, 0],
-            sin,
-            cos,
-            center - sin * center - cos * center + shift[:, 1],
-            zeros,
-            zeros,
-        ],
-        axis=1,
-    )
-
-    def warp(x, interpolation):
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transforms, output_shape=output_shape, interpolation=interpolation, fill_mode="CONSTANT", fill_value=0.0
-        )
-
-    images = warp(images, "BILINEAR")
-    masks = warp(masks, "NEAREST")
-
-    slices_per_stack = tf.shape(images)[-1] // 3  # context slices: one draw per MR sequence, shared by the stack
-    gamma = tf.tile(tf.exp(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[4], -0.25, 0.25)), [1, 1, 1, slices_per_stack])
-    gain = tf.tile(tf.random.stateless_uniform([batch, 1, 1, 3], seeds[5], 0.8, 1.2), [1, 1, 1, slices_per_stack])
-    normalized = tf.maximum(images, 0.0) / 255.0
-    yy, xx = tf.meshgrid(tf.linspace(-1.0, 1.0, output_shape[0]), tf.linspace(-1.0, 1.0, output_shape[1]), indexing="ij")
-    coefficients = tf.random.stateless_normal([batch, 3, 1, 1], seeds[6], stddev=0.1)
-    bias = tf.exp(coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy)[..., None]
-    images = tf.pow(normalized, gamma) * gain * bias * 255.0
-    noise_seed, stddev_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[7], 2))
-    stddev = tf.random.stateless_uniform([batch, 1, 1, 1], stddev_seed, 0.0, 4.0)
-    noise = tf.random.stateless_normal(tf.shape(images), noise_seed) * stddev
-    images = tf.where(images > 0, tf.maximum(images + noise, 0.0), images)
-    return images, masks
-
-
 def _decoded(file_patterns: list[str], size: int, context_slices: int = 0) -> tf.data.Dataset:
     records = tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
     return (
@@ -143,7 +78,7 @@ def _glob(file_patterns: list[str]) -> list[str]:
 
 
 def training_dataset(file_patterns: list[str], config: TrainingConfig, oversample: bool = True) -> tf.data.Dataset:
-    """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled, augmented,
+    """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled,
     and cropped to `patch_size` patches when set (see models.patches).
 
     oversample: False when the data lacks tumor or empty slices (sampling from
@@ -160,9 +95,6 @@ def training_dataset(file_patterns: list[str], config: TrainingConfig, oversampl
     else:
         mixed = decoded.repeat().shuffle(1024, seed=config.seed)
     batches = mixed.batch(config.batch_size, drop_remainder=True)
-    if config.augment:
-        seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
-        batches = tf.data.Dataset.zip((batches, seeds)).map(lambda pair, seed: augment_batch(*pair, seed), num_parallel_calls=AUTOTUNE)
     if config.patch_size:
         seeds = tf.data.Dataset.random(seed=config.seed + 2).batch(2)
         crops = tf.data.Dataset.zip((batches.unbatch(), seeds)).map(

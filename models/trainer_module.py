@@ -24,6 +24,7 @@ from models import input_pipeline, losses, networks
 from models.config import WARM_START_SERVED, TrainingConfig
 from models.export import export_serving_model
 from models.segmentation_metrics import TumorSliceMetric
+from models.training_model import as_model_inputs, training_model
 
 BEST_WEIGHTS_FILE = "best.weights.h5"
 
@@ -33,7 +34,7 @@ PROGRESS_FILE = "progress.json"
 
 @dataclasses.dataclass(frozen=True)
 class TrainingResult:
-    model: keras.Model
+    model: keras.Model  # the network alone (what is exported), without the training-time augmentation
     history: dict[str, list[float]]
     best_epoch: int
     resumed_from_epoch: int = 0  # epochs restored from a checkpoint of an interrupted run
@@ -102,9 +103,9 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float) -> None:
+def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float, outputs: int = 1) -> None:
+    """Loss, metrics and optimizer; `outputs`: the network's heads (several with deep supervision)."""
     loss = losses.make_loss(config.loss, positive_pixel_weight)
-    outputs = len(model.outputs)
     metrics = [TumorSliceMetric("dice", name="dice"), TumorSliceMetric("iou", name="iou")]
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -148,11 +149,13 @@ def train(
     oversample = 0 < tumor_slices < slices
     keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}" if config.mixed_precision else "float32")
     with (strategy or distribution_strategy()).scope():
-        model = networks.build_model(config)
+        network = networks.build_model(config)
         if initial_weights:
-            load_weights_from(model, initial_weights)
-        compile_model(model, config, positive_pixel_weight)
-    monitor = monitored_metric(model)
+            load_weights_from(network, initial_weights)
+        # Augmentation runs inside the training step, on the accelerator (models.augmentation).
+        model = training_model(network, config.augment, config.seed)
+        compile_model(model, config, positive_pixel_weight, outputs=len(network.outputs))
+    monitor = monitored_metric(network)
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
     checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True)
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
@@ -168,16 +171,11 @@ def train(
     callbacks += extra_callbacks or []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))
-    heads = len(model.outputs)
-
-    def per_head(dataset):  # deep supervision: every head learns the same mask
-        return dataset if heads == 1 else dataset.map(lambda images, masks: (images, (masks,) * heads))
-
     history = model.fit(
-        per_head(input_pipeline.training_dataset(train_files, config, oversample=oversample)),
+        as_model_inputs(input_pipeline.training_dataset(train_files, config, oversample=oversample)),
         steps_per_epoch=max(slices // config.batch_size, 1),
         epochs=config.epochs,
-        validation_data=per_head(input_pipeline.evaluation_dataset(eval_files, config)),
+        validation_data=as_model_inputs(input_pipeline.evaluation_dataset(eval_files, config)),
         callbacks=callbacks,
         verbose=2,
     )
@@ -187,7 +185,7 @@ def train(
     best_epoch = scores.index(max(valid)) + 1 if valid else len(scores)
     if tf.io.gfile.exists(best_weights):
         model.load_weights(best_weights)
-    return TrainingResult(model, epochs, best_epoch, progress.resumed_from_epoch if progress else 0)
+    return TrainingResult(network, epochs, best_epoch, progress.resumed_from_epoch if progress else 0)
 
 
 def backup_dir_for(fn_args, config: TrainingConfig, positive_pixel_weight: float, warm_start: str | None) -> str:

@@ -5,7 +5,7 @@ import tensorflow as tf
 from core import slices
 from models import input_pipeline
 from models.config import testing_config
-from tests.models.helpers import square_example, write_examples
+from tests.models.helpers import write_examples
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +43,6 @@ def test_training_batches_have_the_configured_shapes_and_binary_masks(records):
     assert set(np.unique(masks.numpy())) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_augmentation_moves_image_and_mask_together(seed):
-    image, mask = square_example()
-    augmented_image, augmented_mask = input_pipeline.augment(tf.constant(image), tf.constant(mask), tf.constant([seed, 7], tf.int64))
-    assert set(np.unique(augmented_mask.numpy())) <= {0.0, 1.0}
-    inside = augmented_mask.numpy()[..., 0] > 0
-    outside = augmented_mask.numpy()[..., 0] == 0
-    assert inside.sum() > 200  # the square survives rotation, scaling and shift
-    # The image follows the mask: bright inside, dark outside (away from interpolated edges).
-    assert np.median(augmented_image.numpy()[inside].mean(-1)) > 100
-    assert np.median(augmented_image.numpy()[outside].mean(-1)) < 5
-
-
-def test_augmentation_is_random_but_reproducible():
-    image, mask = square_example()
-    a = input_pipeline.augment(tf.constant(image), tf.constant(mask), tf.constant([1, 2], tf.int64))[0]
-    b = input_pipeline.augment(tf.constant(image), tf.constant(mask), tf.constant([1, 2], tf.int64))[0]
-    c = input_pipeline.augment(tf.constant(image), tf.constant(mask), tf.constant([3, 4], tf.int64))[0]
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert not np.array_equal(a.numpy(), c.numpy())
-
-
 def test_evaluation_dataset_yields_every_slice_once(records, tiny_dataset):
     config = testing_config(batch_size=7)
     total = sum(int(images.shape[0]) for images, _ in input_pipeline.evaluation_dataset([records], config))
@@ -82,14 +60,3 @@ def test_patch_training_batches_are_patches_of_the_slices(records):
     assert images.shape == (16, 32, 32, 3) and masks.shape == (16, 32, 32, 1)
     # Tumor slices are oversampled to 0.9 and every patch of a tumor slice is centered on tumor.
     assert np.mean(np.any(masks.numpy() > 0, axis=(1, 2, 3))) >= 0.7
-
-
-def test_batch_augmentation_draws_each_slice_independently_and_keeps_pairs_together():
-    image, mask = square_example()
-    images, masks = input_pipeline.augment_batch(tf.constant([image] * 6), tf.constant([mask] * 6), tf.constant([5, 9], tf.int64))
-    assert images.shape == (6, *image.shape) and masks.shape == (6, *mask.shape)
-    assert len({masks[i].numpy().tobytes() for i in range(6)}) == 6  # six different geometric draws
-    for augmented_image, augmented_mask in zip(images.numpy(), masks.numpy()):
-        inside, outside = augmented_mask[..., 0] > 0, augmented_mask[..., 0] == 0
-        assert inside.sum() > 200
-        assert np.median(augmented_image[inside].mean(-1)) > 100 and np.median(augmented_image[outside].mean(-1)) < 5

@@ -1,0 +1,154 @@
+"""Training-time augmentation on the accelerator, in Keras 3 ops (TensorFlow or JAX, CPU or GPU).
+
+`SliceAugmentation` draws, for each slice of a batch independently: a
+left-right flip, a rotation, a scaling and a shift (applied to image and mask
+together: bilinear for the image, nearest for the mask), then a gamma and a
+gain per MR sequence, a smooth multiplicative bias field and additive noise
+(image only). It runs inside the training step (see models.training_model), so the
+CPU-side tf.data pipeline only decodes, caches, samples and batches. The
+ranges are defined once, in `RANGES`; the tests read them from there.
+"""
+
+import dataclasses
+import math
+
+import keras
+from keras import ops
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationRanges:
+    """The distributions the augmentation draws from, per slice.
+
+    flip_probability: chance of a left-right flip.
+    max_rotation_degrees: rotation angle uniform in [-max, max] degrees.
+    scale: zoom factor uniform in [low, high] (> 1 magnifies).
+    max_shift_fraction: shift along each axis uniform in [-max, max] x the slice side.
+    max_log_gamma: gamma = exp(u), u uniform in [-max, max], per MR sequence.
+    gain: intensity gain uniform in [low, high], per MR sequence.
+    bias_field_stddev: the bias field, one per slice, is exp(a x + b y + c x y)
+      over x, y in [-1, 1], with a, b, c normal(0, stddev).
+    max_noise_stddev: Gaussian noise on brain pixels (> 0), standard deviation
+      uniform in [0, max] on the 0..255 scale, per slice.
+    """
+
+    flip_probability: float = 0.5
+    max_rotation_degrees: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.15)
+    max_shift_fraction: float = 0.06
+    max_log_gamma: float = 0.25
+    gain: tuple[float, float] = (0.8, 1.2)
+    bias_field_stddev: float = 0.1
+    max_noise_stddev: float = 4.0
+
+
+RANGES = AugmentationRanges()
+SEQUENCES = 3  # MR sequences per slice (pre-contrast, FLAIR, post-contrast)
+
+
+@keras.saving.register_keras_serializable(package="unet4mri")
+class SliceAugmentation(keras.layers.Layer):
+    """Random geometric and intensity transforms of (images, masks), only when training.
+
+    Inputs: images float32 [batch, height, width, 3 (2K + 1)], NHWC, raw
+    0..255 intensities (with K context slices each MR sequence's gamma and
+    gain are shared by the stack); masks float32 [batch, height,
+    width, 1] in 0/1. Returns both transformed (masks stay 0/1). With
+    `training` False they pass through unchanged. Always computes in float32
+    (under a mixed-precision policy too). seed: of the layer's SeedGenerator.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
+
+    def sample_parameters(self, batch_size, height, width, channels) -> dict:
+        """One draw per slice of every parameter in RANGES (shapes broadcast to [batch, height, width, channels])."""
+        ranges, seed = RANGES, self.seed_generator
+        stacks = channels // SEQUENCES
+
+        def per_sequence(values):  # [batch, 1, 1, 3] -> [batch, 1, 1, 3 stacks]: one draw per MR sequence
+            return ops.tile(values, [1, 1, 1, stacks])
+
+        max_angle = ranges.max_rotation_degrees * math.pi / 180.0
+        log_gamma = keras.random.uniform([batch_size, 1, 1, SEQUENCES], -ranges.max_log_gamma, ranges.max_log_gamma, seed=seed)
+        return {
+            "flip": keras.random.uniform([batch_size], seed=seed) < ranges.flip_probability,
+            "angle": keras.random.uniform([batch_size], -max_angle, max_angle, seed=seed),
+            "scale": keras.random.uniform([batch_size], *ranges.scale, seed=seed),
+            "shift": keras.random.uniform([batch_size, 2], -ranges.max_shift_fraction, ranges.max_shift_fraction, seed=seed),
+            "gamma": per_sequence(ops.exp(log_gamma)),
+            "gain": per_sequence(keras.random.uniform([batch_size, 1, 1, SEQUENCES], *ranges.gain, seed=seed)),
+            "bias_coefficients": keras.random.normal([batch_size, 3, 1, 1, 1], stddev=ranges.bias_field_stddev, seed=seed),
+            "noise": keras.random.normal([batch_size, height, width, channels], seed=seed)
+            * keras.random.uniform([batch_size, 1, 1, 1], 0.0, ranges.max_noise_stddev, seed=seed),
+        }
+
+    def call(self, images, masks, training=None):
+        if not training:
+            return images, masks
+        batch_size, height, width, channels = ops.shape(images)
+        if channels % SEQUENCES:
+            raise ValueError(f"images must have a multiple of {SEQUENCES} channels, got {channels}")
+        parameters = self.sample_parameters(batch_size, height, width, channels)
+        images, masks = apply_geometry(images, masks, parameters)
+        return apply_intensity(images, parameters), masks
+
+    def compute_output_shape(self, images_shape, masks_shape):
+        return images_shape, masks_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def affine_matrices(angle, scale, shift, height, width):
+    """float32 [batch, 8] projective transforms (the convention of `keras.ops.image.affine_transform`):
+    output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2), a rotation by
+    `angle` (radians) and a zoom by `scale` about the slice center, then a shift by
+    `shift` [batch, 2] (x, y) x the slice side."""
+    cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+    center_x, center_y = (ops.cast(width, "float32") - 1.0) / 2.0, (ops.cast(height, "float32") - 1.0) / 2.0
+    shift_x, shift_y = shift[:, 0] * ops.cast(height, "float32"), shift[:, 1] * ops.cast(height, "float32")
+    zeros = ops.zeros_like(cos)
+    return ops.stack(
+        [
+            cos,
+            -sin,
+            center_x - cos * center_x + sin * center_y + shift_x,
+            sin,
+            cos,
+            center_y - sin * center_x - cos * center_y + shift_y,
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
+
+
+def apply_geometry(images, masks, parameters: dict):
+    """Flip, then rotate, scale and shift images (bilinear) and masks (nearest) alike; zeros fill the outside."""
+    flip = parameters["flip"][:, None, None, None]
+    images = ops.where(flip, ops.flip(images, axis=2), images)
+    masks = ops.where(flip, ops.flip(masks, axis=2), masks)
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    transforms = affine_matrices(parameters["angle"], parameters["scale"], parameters["shift"], height, width)
+    images = ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant", data_format="channels_last")
+    masks = ops.image.affine_transform(masks, transforms, interpolation="nearest", fill_mode="constant", data_format="channels_last")
+    return images, masks
+
+
+def bias_field(coefficients, height, width):
+    """exp(a x + b y + c x y) over x, y in [-1, 1]: coefficients [batch, 3, 1, 1, 1] -> [batch, height, width, 1]."""
+    yy, xx = ops.meshgrid(ops.linspace(-1.0, 1.0, height), ops.linspace(-1.0, 1.0, width), indexing="ij")
+    xx, yy = xx[None, :, :, None], yy[None, :, :, None]
+    return ops.exp(coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy)
+
+
+def apply_intensity(images, parameters: dict):
+    """Gamma and gain per MR sequence, the slice's bias field, then noise on pixels > 0 (the background stays 0)."""
+    bias = bias_field(parameters["bias_coefficients"], ops.shape(images)[1], ops.shape(images)[2])
+    normalized = ops.maximum(images, 0.0) / 255.0
+    images = ops.power(normalized, parameters["gamma"]) * parameters["gain"] * bias * 255.0
+    return ops.where(images > 0, ops.maximum(images + parameters["noise"], 0.0), images)

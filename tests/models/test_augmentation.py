@@ -1,0 +1,147 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import losses, networks
+from models.augmentation import RANGES, SliceAugmentation, apply_geometry
+from models.config import testing_config
+from models.export import export_serving_model
+from models.training_model import IMAGES, MASKS, training_model
+from tests.models.helpers import square_example
+
+DRAWS = 4096
+
+
+@pytest.fixture(scope="module")
+def parameters():
+    """One large batch of drawn parameters (seed 0), as numpy arrays."""
+    drawn = SliceAugmentation(seed=0).sample_parameters(DRAWS, 8, 8, 3)
+    return {name: keras.ops.convert_to_numpy(value) for name, value in drawn.items()}
+
+
+def _uniform_within(values: np.ndarray, low: float, high: float) -> None:
+    """All inside [low, high], filling it: the extremes within 2 % of the ends, the mean mid-way."""
+    width = high - low
+    assert values.min() >= low and values.max() <= high
+    assert values.min() < low + 0.02 * width and values.max() > high - 0.02 * width
+    assert abs(values.mean() - (low + high) / 2) < 0.03 * width
+
+
+def test_parameters_follow_the_configured_ranges(parameters):
+    assert abs(parameters["flip"].mean() - RANGES.flip_probability) < 0.03
+    _uniform_within(np.degrees(parameters["angle"]), -RANGES.max_rotation_degrees, RANGES.max_rotation_degrees)
+    _uniform_within(parameters["scale"], *RANGES.scale)
+    _uniform_within(parameters["shift"].ravel(), -RANGES.max_shift_fraction, RANGES.max_shift_fraction)
+    _uniform_within(np.log(parameters["gamma"]).ravel(), -RANGES.max_log_gamma, RANGES.max_log_gamma)
+    _uniform_within(parameters["gain"].ravel(), *RANGES.gain)
+    assert abs(parameters["bias_coefficients"].std() - RANGES.bias_field_stddev) < 0.05 * RANGES.bias_field_stddev
+    noise_stddev = parameters["noise"].reshape(DRAWS, -1).std(axis=1)  # 192 normal draws per slice
+    assert noise_stddev.max() < RANGES.max_noise_stddev * 1.3 and noise_stddev.min() < 0.1 * RANGES.max_noise_stddev
+    assert abs(noise_stddev.mean() - RANGES.max_noise_stddev / 2) < 0.05 * RANGES.max_noise_stddev
+
+
+def test_draws_are_independent_per_slice_and_per_sequence(parameters):
+    # gamma and gain: one draw per MR sequence (3 channels), uncorrelated with each other and with the flip.
+    gamma = np.log(parameters["gamma"][:, 0, 0, :])
+    assert np.abs(np.corrcoef(gamma.T)[np.triu_indices(3, 1)]).max() < 0.06
+    assert abs(np.corrcoef(parameters["angle"], parameters["scale"])[0, 1]) < 0.06
+
+
+def _probes(count: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """An asymmetric L-shaped blob away from the border: images 255 x mask on every channel."""
+    mask = np.zeros((size, size, 1), np.float32)
+    mask[20:44, 22:30] = 1.0
+    mask[36:44, 30:42] = 1.0
+    return np.repeat(mask[None] * 255.0, 3, axis=-1).repeat(count, axis=0), mask[None].repeat(count, axis=0)
+
+
+def test_applied_transforms_match_the_ranges_on_probes():
+    images, masks = _probes(512)
+    drawn = SliceAugmentation(seed=1).sample_parameters(512, 64, 64, 3)
+    augmented_masks = keras.ops.convert_to_numpy(apply_geometry(images, masks, drawn)[1])[..., 0]
+    # Zoom: the blob's area scales by scale**2 (nearest-neighbour resampling of the mask).
+    implied_scale = np.sqrt(augmented_masks.sum(axis=(1, 2)) / masks[0].sum())
+    np.testing.assert_allclose(implied_scale, keras.ops.convert_to_numpy(drawn["scale"]), atol=0.04)
+    assert implied_scale.min() < RANGES.scale[0] + 0.03 and implied_scale.max() > RANGES.scale[1] - 0.03
+    # Flip: the L's foot points right (center of mass left of the middle) unless flipped;
+    # the content moves by -shift, and rotation and zoom move the center of mass by about 1 pixel.
+    columns = np.arange(64)
+    center_of_mass = (augmented_masks.sum(axis=1) * columns).sum(1) / augmented_masks.sum(axis=(1, 2))
+    unshifted = center_of_mass + keras.ops.convert_to_numpy(drawn["shift"])[:, 0] * 64
+    flipped = keras.ops.convert_to_numpy(drawn["flip"])
+    assert ((unshifted > 31.5) == flipped).mean() > 0.98
+    assert abs(flipped.mean() - RANGES.flip_probability) < 0.07
+    # Intensity: a uniform 255 image has gamma-free gain x bias field x 255 (+ noise) at its center.
+    bright = np.full((512, 64, 64, 3), 255.0, np.float32)
+    augmented = keras.ops.convert_to_numpy(SliceAugmentation(seed=2)(bright, masks, training=True)[0])
+    center_gain = augmented[:, 31:33, 31:33].mean(axis=(1, 2)) / 255
+    assert center_gain.min() > RANGES.gain[0] * 0.95 and center_gain.max() < RANGES.gain[1] * 1.05
+    assert center_gain.std() > 0.09  # uniform over [0.8, 1.2] has a standard deviation of 0.115
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mask_that_is_a_function_of_the_image_stays_that_function(seed):
+    images, masks = _probes(32)
+    augmented_images, augmented_masks = (keras.ops.convert_to_numpy(x) for x in SliceAugmentation(seed=seed)(images, masks, training=True))
+    assert len({m.tobytes() for m in augmented_masks}) == 32  # every slice moved differently
+    assert set(np.unique(augmented_masks)) <= {0.0, 1.0}
+    recomputed = augmented_images[..., 0] > 255.0 / 2  # the function that made the mask: image thresholded
+    disagreement = (recomputed != (augmented_masks[..., 0] > 0)).sum(axis=(1, 2))
+    boundary = 2 * (24 + 8 + 12 + 8) * 1.15  # pixels along the blob's outline at the largest zoom
+    assert disagreement.max() <= boundary * 0.5  # only interpolated edge pixels may disagree
+    unaligned = (recomputed != (masks[..., 0] > 0)).sum(axis=(1, 2))
+    assert unaligned.mean() > 4 * disagreement.mean()  # the check can fail: unmoved masks do not match
+
+
+def test_geometry_keeps_context_stacks_and_passes_through_outside_training():
+    image, mask = square_example()
+    stack = np.concatenate([image] * 3, axis=-1)[None]  # K = 1: 9 channels
+    layer = SliceAugmentation(seed=3)
+    same_images, same_masks = layer(stack, mask[None], training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same_images), stack)
+    augmented, _ = layer(stack, mask[None], training=True)
+    augmented = keras.ops.convert_to_numpy(augmented)
+    assert augmented.shape == stack.shape
+    # Each MR sequence's gamma and gain are shared by the slices of the stack; noise is per pixel.
+    np.testing.assert_allclose(augmented[..., 0:3], augmented[..., 3:6], atol=30)
+
+
+def test_geometry_is_exact_for_the_identity():
+    images, masks = _probes(2)
+    zeros = np.zeros(2, "float32")
+    identity = {"flip": zeros > 0, "angle": zeros, "scale": zeros + 1.0, "shift": np.zeros((2, 2), "float32")}
+    moved_images, moved_masks = apply_geometry(images, masks, identity)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(moved_images), images, atol=1e-3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(moved_masks), masks)
+
+
+def test_augmentation_is_random_but_reproducible_for_a_seed():
+    images, masks = _probes(4)
+    first = keras.ops.convert_to_numpy(SliceAugmentation(seed=5)(images, masks, training=True)[1])
+    again = keras.ops.convert_to_numpy(SliceAugmentation(seed=5)(images, masks, training=True)[1])
+    other = keras.ops.convert_to_numpy(SliceAugmentation(seed=6)(images, masks, training=True)[1])
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def _signatures(directory: str) -> dict:
+    loaded = tf.saved_model.load(directory)
+    return {name: (str(fn.structured_input_signature), str(fn.structured_outputs)) for name, fn in loaded.signatures.items()}
+
+
+def test_the_export_has_no_augmentation_and_the_same_signatures(tmp_path):
+    config = testing_config()
+    network = networks.build_model(config)
+    trainer = training_model(network, augment=True, seed=0)
+    trainer.compile(optimizer="adam", loss=losses.make_loss(config.loss, 10.0))
+    images, masks = _probes(4, size=32)
+    trainer.train_on_batch({IMAGES: images, MASKS: masks})
+    augmentation_variables = [variable.path for variable in trainer.augmentation.variables]
+    assert augmentation_variables and all(path.startswith("augmentation_seed/") for path in augmentation_variables)
+    export_serving_model(network, config, str(tmp_path / "trained"))
+    export_serving_model(networks.build_model(config), config, str(tmp_path / "plain"))
+    assert _signatures(str(tmp_path / "trained")) == _signatures(str(tmp_path / "plain"))
+    exported_variables = [variable.name for variable in tf.saved_model.load(str(tmp_path / "trained")).variables]
+    assert len(exported_variables) == len(network.variables)
+    assert not any("augmentation" in name for name in exported_variables)
