@@ -7,6 +7,14 @@ examples artifact, and the run fails with a one-line
 error naming the first one when the rejected fraction exceeds
 `max_rejected_fraction` (default 0: any bad file stops the run).
 
+Memory stays flat as the data grows: each slice is read, converted, assigned
+to its split (TFX's hash of the case id, unchanged) and written in one fused
+Beam stage, so examples stream from the TIFFs to the TFRecord files. TFX's own
+writer shuffles every split first (a Reshuffle, which the local DirectRunner
+materializes: all examples in memory); here only the list of slice paths is
+shuffled, before reading, which spreads the work over Beam workers just the
+same. Split files keep TFX's names and format (`Split-<name>/data_tfrecord-*.gz`).
+
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
 medium_max_pixels, context_slices (see data_schema.features `context`), and
@@ -21,7 +29,10 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -190,11 +201,36 @@ class Executor(BaseExampleGenExecutor):
         return _SlicesToExample
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
-        examples_dir = artifact_utils.get_single_uri(output_dict[standard_component_specs.EXAMPLES_KEY])
+        """BaseExampleGenExecutor.Do, with a streaming write (no Reshuffle of the examples) and rejected.csv."""
+        examples_artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
+        examples_dir = artifact_utils.get_single_uri(examples_artifacts)
         rejected_lines = os.path.join(examples_dir, "rejected.tsv")
         exec_properties = {**exec_properties, _REJECTED_PATH: rejected_lines}
-        super().Do(input_dict, output_dict, exec_properties)
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        artifact = artifact_utils.get_single_instance(examples_artifacts)
+        artifact.split_names = artifact_utils.encode_split_names(example_gen_utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                split_dir = artifact_utils.get_split_uri(examples_artifacts, split_name)
+                _ = split | f"WriteSplit[{split_name}]" >> _WriteSplitStreaming(split_dir)
+        examples_utils.set_payload_format(
+            artifact, exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        )
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+        examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
         _report_rejected(examples_dir, rejected_lines, _options(exec_properties))
+
+
+@beam.ptransform_fn
+def _WriteSplitStreaming(examples: beam.pvalue.PCollection, split_dir: str) -> beam.pvalue.PDone:  # noqa: N802
+    """tf.Examples -> GZIP TFRecord files `<split_dir>/data_tfrecord-*.gz`, in the order they come."""
+    return (
+        examples
+        | "Serialize" >> beam.Map(lambda example: example.SerializeToString())
+        | "Write" >> beam.io.WriteToTFRecord(os.path.join(split_dir, write_split.DEFAULT_FILE_NAME), file_name_suffix=".gz")
+    )
 
 
 def _report_rejected(examples_dir: str, rejected_lines: str, options: dict[str, Any]) -> None:

@@ -120,3 +120,24 @@ def test_context_slices_are_stored_with_each_slice(tiny_dataset, tmp_path):
         pair = by_key[(value(example, features.CASE_ID).decode(), value(example, features.SLICE_INDEX))]
         expected = np.concatenate([slices.read_image(path) for path in context[pairs.index(pair)]], axis=2)
         assert value(example, features.CONTEXT) == expected.tobytes()
+
+
+def test_each_patient_lands_in_the_split_of_tfx_hash_partition(tiny_dataset, tmp_path):
+    """The streaming writer keeps ExampleGen's split: TFX's own partition function of the case id."""
+    from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
+
+    run_executor(tiny_dataset, str(tmp_path))
+    buckets, split_config = [14, 17, 20], executor.split_by_patient(SPLITS, (14, 3, 3)).split_config
+    expected = {}
+    for pair in slices.find_slice_pairs(tiny_dataset):
+        key = tf.train.Example()
+        key.features.feature[features.CASE_ID].bytes_list.value.append(pair.case_id.encode())
+        expected[(pair.case_id, pair.slice_index)] = SPLITS[_PartitionFn(key, 3, buckets, split_config)]
+    written = {
+        (value(example, features.CASE_ID).decode(), value(example, features.SLICE_INDEX)): split
+        for split in SPLITS
+        for example in read_split(str(tmp_path), split)
+    }
+    assert written == expected
+    files = [name for split in SPLITS for name in os.listdir(tmp_path / f"Split-{split}")]
+    assert files and all(name.startswith("data_tfrecord-") and name.endswith(".gz") for name in files)
