@@ -29,6 +29,45 @@ def peak_rss_mb() -> float:
     return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+class PeakTreeMemory:
+    """Peak resident memory of this process and all its descendants together (Beam's
+    multi-processing workers included), sampled every `interval` seconds in a thread, in MB.
+
+        with PeakTreeMemory() as memory: ...
+        memory.peak_mb
+    """
+
+    def __init__(self, interval: float = 0.1):
+        import threading
+
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        root = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # a worker that exited between listing and reading
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, peak_rss_mb())  # a peak between two samples of this process
+
+
 def in_subprocess(module: str, function: str, **kwargs) -> dict:
     """Run `module.function(**kwargs)` in a fresh Python process (so that its peak
     memory is its own) and return its JSON result."""

@@ -1,32 +1,42 @@
 """Ingestion: the pipeline's Beam ExampleGen against the notebook way, slices/s and peak memory.
 
 - pipeline: our ExampleGen executor (Beam DirectRunner, the pipeline's
-  default arguments) from a kaggle_3m-layout folder into GZIP TFRecords split
-  by patient, with validation and rejected-file bookkeeping;
+  default arguments, and Beam's multi-processing mode with one worker per
+  core) from a kaggle_3m-layout folder into GZIP TFRecords split by patient,
+  with validation and rejected-file bookkeeping;
 - naive: one process reads each TIFF pair with tifffile and writes one
   tf.train.Example after the other into one TFRecord file.
-Each runs in a fresh process so that its peak memory is its own.
+Each runs in a fresh process so that its peak memory is its own; the peak is
+that of the process and its children together (Beam's workers), sampled.
 """
 
+import functools
 import os
+import shutil
 import tempfile
 
-from benchmarks.common import Timer, in_subprocess, peak_rss_mb
+from benchmarks.common import PeakTreeMemory, Timer, in_subprocess
 
 
-def pipeline_ingestion(data_dir: str, out_dir: str, beam_args: list[str]) -> dict:
+def pipeline_ingestion(data_dir: str, out_dir: str, beam_args: list[str], tfx_writer: bool = False) -> dict:
+    """Our ExampleGen executor; tfx_writer: with TFX's own Do and WriteSplit (a Reshuffle of
+    the examples before writing), as before issue 16."""
     from tfx.types import standard_artifacts, standard_component_specs
 
     from components.slice_example_gen import executor
-    from pipeline.config import SPLITS, PipelineConfig
+    from pipeline.config import SPLITS, IngestionConfig
 
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
-    exec_properties = executor.executor_properties(data_dir, PipelineConfig.split_hash_buckets, SPLITS)
+    exec_properties = executor.executor_properties(data_dir, IngestionConfig.split_hash_buckets, SPLITS)
     context = executor.Executor.Context(beam_pipeline_args=beam_args, tmp_dir=tempfile.mkdtemp())
-    with Timer() as timer:
-        executor.Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    return {"seconds": timer.seconds, "peak_rss_mb": peak_rss_mb()}
+    instance = executor.Executor(context)
+    do = functools.partial(executor.BaseExampleGenExecutor.Do, instance) if tfx_writer else instance.Do
+    if tfx_writer:  # the rejected-file path that our Do adds
+        exec_properties[executor._REJECTED_PATH] = os.path.join(out_dir, "rejected.tsv")
+    with PeakTreeMemory() as memory, Timer() as timer:
+        do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return {"seconds": timer.seconds, "peak_rss_mb": memory.peak_mb}
 
 
 def naive_ingestion(data_dir: str, out_dir: str) -> dict:
@@ -37,17 +47,18 @@ def naive_ingestion(data_dir: str, out_dir: str) -> dict:
     from data_schema import features
 
     os.makedirs(out_dir, exist_ok=True)
-    with Timer() as timer:
+    with PeakTreeMemory() as memory, Timer() as timer:
         pairs = slices.find_slice_pairs(data_dir)
         options = tf.io.TFRecordOptions(compression_type="GZIP")
         with tf.io.TFRecordWriter(os.path.join(out_dir, "all.tfrecord.gz"), options) as writer:
             for pair in pairs:
                 example = slice_to_example(pair, features.DEFAULT_SMALL_MAX_PIXELS, features.DEFAULT_MEDIUM_MAX_PIXELS)
                 writer.write(example.SerializeToString())
-    return {"seconds": timer.seconds, "peak_rss_mb": peak_rss_mb()}
+    return {"seconds": timer.seconds, "peak_rss_mb": memory.peak_mb}
 
 
-def run(work_dir: str, patients: list[int], slices_per_patient: int) -> list[dict]:
+def run(work_dir: str, patients: list[int], slices_per_patient: int, tfx_writer_baseline: bool = False) -> list[dict]:
+    """Each variant at each size; tfx_writer_baseline adds the writer of before issue 16 (slow, memory-bound)."""
     from core import synthetic_data
     from pipeline.config import PipelineConfig
 
@@ -65,6 +76,11 @@ def run(work_dir: str, patients: list[int], slices_per_patient: int) -> list[dic
                 {"beam_args": ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count()}"]},
             ),
         }
+        if tfx_writer_baseline:
+            variants["pipeline before issue 16 (TFX WriteSplit: Reshuffle), in-memory 1 worker"] = (
+                "pipeline_ingestion",
+                {"beam_args": list(PipelineConfig.beam_pipeline_args), "tfx_writer": True},
+            )
         for name, (function, extra) in variants.items():
             out = tempfile.mkdtemp(dir=work_dir)
             measured = in_subprocess("benchmarks.ingestion", function, data_dir=data, out_dir=out, **extra)
@@ -78,4 +94,5 @@ def run(work_dir: str, patients: list[int], slices_per_patient: int) -> list[dic
                 }
             )
             print(results[-1], flush=True)
+            shutil.rmtree(out, ignore_errors=True)
     return results

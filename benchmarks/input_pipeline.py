@@ -1,12 +1,13 @@
 """Input pipeline: the Trainer's tf.data pipeline alone against the notebook way and the model's appetite.
 
 - tf.data: `models.input_pipeline.training_dataset` (GZIP TFRecords -> parse,
-  decode, resize, cache, oversample, shuffle, augment, batch), iterated
-  without a model, after one warm-up pass that fills the cache;
+  decode, resize, cache, oversample, shuffle, batch), iterated without a
+  model, after one warm-up pass that fills the cache (augmentation is part of
+  the training step, on the accelerator, since issue 16);
 - keras.utils.PyDataset (the notebook's Sequence): per batch, read the TIFF
-  pairs from disk with tifffile, resize, flip, stack; and the same with the
-  pipeline's augmentation applied to each batch (the same work);
-- the UNet training step alone at the same size (benchmarks.train_step).
+  pairs from disk with tifffile, resize, flip, stack;
+- the UNet-16 training step alone at the same size (benchmarks.train_step),
+  with and without the on-device augmentation, timed in alternating blocks.
 """
 
 import os
@@ -26,11 +27,11 @@ def _examples(data_dir: str, work_dir: str) -> str:
     return os.path.join(out, "*.tfrecord.gz")
 
 
-def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int, augment: bool = True) -> float:
+def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int) -> float:
     from models import input_pipeline
     from models.config import TrainingConfig
 
-    config = TrainingConfig(image_size=image_size, batch_size=batch_size, augment=augment)
+    config = TrainingConfig(image_size=image_size, batch_size=batch_size)
     iterator = iter(input_pipeline.training_dataset([pattern], config))
     slices, _ = input_pipeline.count_slices([pattern])
     for _ in range(slices // batch_size + 2):  # one pass fills the cache of decoded slices
@@ -41,12 +42,11 @@ def tf_data_rate(pattern: str, image_size: int, batch_size: int, batches: int, a
     return batches * batch_size / timer.seconds
 
 
-def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int, same_augmentation: bool = False) -> float:
+def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int) -> float:
     import keras
     import tensorflow as tf
 
     from core import slices
-    from models.input_pipeline import augment_batch
 
     pairs = slices.find_slice_pairs(data_dir)
 
@@ -64,8 +64,6 @@ def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int,
                 masks.append(mask[..., None])
             images = tf.image.resize(np.stack(images).astype("float32"), [image_size, image_size]).numpy()
             masks = (tf.image.resize(np.stack(masks).astype("float32"), [image_size, image_size]).numpy() > 0.5).astype("float32")
-            if same_augmentation:
-                images, masks = (x.numpy() for x in augment_batch(images, masks, tf.constant([index, 0], tf.int64)))
             return images, masks
 
     sequence = SliceSequence()
@@ -77,21 +75,23 @@ def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int,
 
 
 def run(work_dir: str, data_dir: str, image_size: int, batch_size: int, batches: int, train_steps: int) -> list[dict]:
-    from benchmarks.train_step import measure
+    from benchmarks.train_step import measure_augmentation_cost
 
     pattern = _examples(data_dir, work_dir)
-    step = measure("unet", image_size, "float32", batch_size, train_steps, 16)["slices_per_second"]
+    step = measure_augmentation_cost("unet", image_size, "float32", batch_size, train_steps, 16)
     rates = {
-        "tf.data training pipeline (full augmentation)": tf_data_rate(pattern, image_size, batch_size, batches),
-        "tf.data training pipeline, no augmentation": tf_data_rate(pattern, image_size, batch_size, batches, augment=False),
+        "tf.data training pipeline (decode, cache, sample, batch)": tf_data_rate(pattern, image_size, batch_size, batches),
         "keras PyDataset reading TIFFs, flips only (notebook)": sequence_rate(data_dir, image_size, batch_size, batches),
-        "keras PyDataset reading TIFFs + the same augmentation": sequence_rate(data_dir, image_size, batch_size, batches, True),
-        "UNet-16 training step (consumer)": step,
+        "UNet-16 training step, no augmentation": step["plain_slices_per_second"],
+        "UNet-16 training step with on-device augmentation (consumer)": step["augmented_slices_per_second"],
     }
     results = [
         {"benchmark": "input_pipeline", "variant": name, "image_size": image_size, "batch_size": batch_size, "slices_per_second": rate}
         for name, rate in rates.items()
     ]
+    results[-1].update(
+        device=step["device"], augmentation_cost=step["augmentation_cost"], augmentation_cost_range=step["augmentation_cost_range"]
+    )
     for result in results:
         print(result, flush=True)
     return results
