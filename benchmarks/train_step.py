@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--n-filters", type=int, default=16)
     parser.add_argument("--augment", choices=("off", "on", "both"), default="off", help="both: the augmentation's cost per step")
+    parser.add_argument("--repeats", type=int, default=5, help="--augment both: alternating blocks of --steps steps")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     results = []
@@ -132,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in map(int, args.sizes.split(",")):
             for precision in args.precisions.split(","):
                 if args.augment == "both":
-                    results.append(measure_augmentation_cost(model_name, size, precision, args.batch_size, args.steps, args.n_filters))
+                    results.append(
+                        measure_augmentation_cost(model_name, size, precision, args.batch_size, args.steps, args.n_filters, args.repeats)
+                    )
                 else:
                     results.append(measure(model_name, size, precision, args.batch_size, args.steps, args.n_filters, args.augment == "on"))
                 print(json.dumps(results[-1]), flush=True)
