@@ -96,6 +96,25 @@ def load_filesystem_plugins(executor_input: pipeline_spec_pb2.ExecutorInput) -> 
         import tensorflow_io  # noqa: F401  (registers s3://)
 
 
+def merge_driver_outputs(executor_input: pipeline_spec_pb2.ExecutorInput) -> None:
+    """Carry the driver's output-artifact metadata (span, version, fingerprint) into the outputs the executor gets.
+
+    TFX's runner reads back only the driver's parameters; without this the
+    Examples artifact would not record which span it holds.
+    """
+    if not fileio.exists(executor_input.outputs.output_file):
+        return
+    driver_output = pipeline_spec_pb2.ExecutorOutput()
+    with fileio.open(executor_input.outputs.output_file, "rb") as source:
+        json_format.Parse(source.read(), driver_output, ignore_unknown_fields=True)
+    for key, reported in driver_output.artifacts.items():
+        if key in executor_input.outputs.artifacts and reported.artifacts:
+            for artifact in executor_input.outputs.artifacts[key].artifacts:
+                for name, value in reported.artifacts[0].metadata.fields.items():
+                    if name not in artifact.metadata.fields:
+                        artifact.metadata.fields[name].CopyFrom(value)
+
+
 def prepare(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in what the launcher left out; returns the arguments TFX's executor runner takes."""
     executor_input = parse_executor_input(args.json_serialized_invocation_args)
@@ -105,6 +124,7 @@ def prepare(args: argparse.Namespace) -> argparse.Namespace:
     if needs_span_resolution(args.executor_class_path, executor_input):
         # Writes the ExecutorOutput file that TFX's runner reads back as updated exec properties.
         example_gen_driver._run_driver(executor_input, inputs_spec)
+    merge_driver_outputs(executor_input)
     prepared = argparse.Namespace(**vars(args))
     prepared.json_serialized_invocation_args = json_format.MessageToJson(executor_input)
     return prepared

@@ -31,32 +31,42 @@ LATEST_PUSHED_PREFIX = "latest_pushed_"
 
 
 class SharedVolumeWarning(Warning):
-    """A local pipeline root on open-source KFP: it works only on a volume every pod mounts.
+    """A local data or output folder on open-source KFP: it works only on a volume every pod mounts.
 
     Not a UserWarning, which the command line silences: this one must be seen.
     """
 
 
-LOCAL_ROOT_WARNING = "pipeline root {root} is a local path: every pod must mount a shared volume at {root} (see docs/kubeflow.md)"
+LOCAL_PATH_WARNING = "{what} {uri} is a local path: every pod must mount a shared volume at {uri} (see docs/kubeflow.md)"
 
 
-def check_storage_uri(uri: str, target: str, what: str = "pipeline root") -> str:
-    """`uri` if TensorFlow and Beam can write it in the pods; a ValueError naming it otherwise.
+def check_pipeline_root(uri: str, target: str) -> str:
+    """`uri` if the backend's launcher and TensorFlow both accept it; a ValueError naming it otherwise.
 
-    TFX executors read and write `artifact.uri` themselves, so the launcher's
-    `minio://` default does not do. gs:// and s3:// (with the plug-ins of the
-    Dockerfile) are accepted, and on open-source KFP an absolute path, which
-    every pod must mount as a shared volume (a warning says so). Vertex AI
-    takes gs:// only.
+    Open-source KFP parses the root as a bucket and knows gs://, s3://, minio://
+    and mem:// only (`v2/objectstore/config.go`, ParseBucketPathToConfig; the
+    launcher's `LocalPathForURI` has no local form either), while TFX executors
+    read and write `artifact.uri` with TensorFlow, which cannot open minio://.
+    So gs:// or s3:// (with the plug-ins of the Dockerfile); on Vertex, gs://.
     """
     allowed = ("gs://",) if target == "vertex" else REMOTE_SCHEMES
-    if uri.startswith(allowed):
+    if not uri.startswith(allowed):
+        raise ValueError(f"pipeline root {uri!r} is not usable on {target}: use {' or '.join(allowed)} (TensorFlow writes artifacts there)")
+    return uri
+
+
+def check_data_uri(uri: str, target: str, what: str) -> str:
+    """The data and output folders are read and written by TensorFlow alone, not by the launcher:
+    gs://, s3:// (kfp) or an absolute path that every pod mounts (a SharedVolumeWarning says so;
+    on Vertex, /gcs/BUCKET/... is Cloud Storage FUSE)."""
+    remote = REMOTE_SCHEMES if target == "kfp" else ("gs://",)
+    if uri.startswith(remote):
         return uri
-    if target == "kfp" and uri.startswith("/"):
-        warnings.warn(LOCAL_ROOT_WARNING.format(root=uri), SharedVolumeWarning, stacklevel=2)
+    if uri.startswith("/"):
+        warnings.warn(LOCAL_PATH_WARNING.format(what=what, uri=uri), SharedVolumeWarning, stacklevel=2)
         return uri
-    local = " or an absolute path mounted in every pod" if target == "kfp" else ""
-    raise ValueError(f"{what} {uri!r} cannot be written by TensorFlow on {target}: use {' or '.join(allowed)}{local}")
+    allowed = ", ".join(remote)
+    raise ValueError(f"{what} {uri!r} cannot be read by TensorFlow on {target}: use {allowed} or an absolute path mounted in every pod")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,7 +88,8 @@ def compile_pipeline(
     """Write the compiled pipeline to `output_file`; returns the PipelineJob as a dict.
 
     pipeline_root: where the artifacts go (default: the config's, OUTPUT_DIR/tfx);
-    gs:// or s3://, or on kfp an absolute path mounted in every pod.
+    gs:// or s3:// (gs:// on Vertex). The data and output dirs may also be
+    absolute paths on kfp, mounted in every pod.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -97,9 +98,9 @@ def compile_pipeline(
         raise ValueError(f"a {target} package must end in {' or '.join(expected)}, got {output_file}")
     if target == "vertex" and options.scheduling.executor_config():
         raise ValueError("tolerations and node selectors apply to --target kfp only (Vertex schedules GPUs itself)")
-    root = kfp_package.check_storage_uri(pipeline_root or config.pipeline_root, target)
+    root = kfp_package.check_pipeline_root(pipeline_root or config.pipeline_root, target)
     for what, uri in (("data dir", config.data_dir), ("output dir", config.output_dir)):
-        kfp_package.check_storage_uri(uri, target, what)
+        kfp_package.check_data_uri(uri, target, what)
     job = _tfx_job(config, target, options)
     job["runtimeConfig"]["gcsOutputDirectory"] = root
     spec = job["pipelineSpec"]
