@@ -32,8 +32,9 @@ COPY pipeline pipeline
 COPY components components
 COPY models models
 COPY data_schema data_schema
+COPY core core
 COPY unet4mri unet4mri
-RUN pip install -c requirements/lock.txt . && python -c "import components, models, pipeline, unet4mri"
+RUN pip install -c requirements/lock.txt . && python -c "import core, components, models, pipeline, unet4mri"
 
 # The compiled specs run `python -m pipeline.kfp_entrypoint` in every container (TFX's runner,
 # with what the open-source KFP launcher leaves out filled in; see docs/kubeflow.md);

@@ -33,8 +33,8 @@ def naive_ingestion(data_dir: str, out_dir: str) -> dict:
     import tensorflow as tf
 
     from components.slice_example_gen.executor import slice_to_example
+    from core import slices
     from data_schema import features
-    from unet4mri import slices
 
     os.makedirs(out_dir, exist_ok=True)
     with Timer() as timer:
@@ -48,8 +48,8 @@ def naive_ingestion(data_dir: str, out_dir: str) -> dict:
 
 
 def run(work_dir: str, patients: list[int], slices_per_patient: int) -> list[dict]:
+    from core import synthetic_data
     from pipeline.config import PipelineConfig
-    from unet4mri import synthetic_data
 
     results = []
     for count in patients:

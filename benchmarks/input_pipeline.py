@@ -45,8 +45,8 @@ def sequence_rate(data_dir: str, image_size: int, batch_size: int, batches: int,
     import keras
     import tensorflow as tf
 
+    from core import slices
     from models.input_pipeline import augment_batch
-    from unet4mri import slices
 
     pairs = slices.find_slice_pairs(data_dir)
 

@@ -13,10 +13,10 @@ from benchmarks.common import Timer
 
 
 def run(work_dir: str, patients: int, slices_per_patient: int) -> list[dict]:
+    from core import synthetic_data
     from models.config import testing_config
     from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
-    from unet4mri import synthetic_data
 
     data = os.path.join(work_dir, f"pipeline_{patients}x{slices_per_patient}")
     if not os.path.isdir(data):

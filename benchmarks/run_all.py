@@ -4,7 +4,7 @@
 
 `small` runs in minutes on a 2-core machine; `full` sizes are for a GPU node.
 Results: a JSON file (default output/bench/results.json) and a Markdown table
-on stdout (the README's performance section is one such table).
+on stdout (the performance section of docs/results.md is one such table).
 """
 
 import argparse
@@ -44,7 +44,7 @@ def run_benchmark(name: str, sizes: dict, work_dir: str) -> list[dict]:
         return ingestion.run(work_dir, sizes["patients"], sizes["slices_per_patient"])
     if name == "input_pipeline":
         from benchmarks import input_pipeline
-        from unet4mri import synthetic_data
+        from core import synthetic_data
 
         data = os.path.join(work_dir, f"input_{sizes['patients']}")
         if not os.path.isdir(data):

@@ -20,15 +20,14 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-SERVING_SUBDIR = "Format-Serving"
+from core.contracts import SERVING_SUBDIR, versions_newest_first
 
 
 def latest_version_dir(push_destination: str) -> str | None:
     """The newest `<push_destination>/<version>` holding a saved_model.pb, or None."""
     if not tf.io.gfile.isdir(push_destination):
         return None
-    versions = sorted((name.rstrip("/") for name in tf.io.gfile.listdir(push_destination) if name.rstrip("/").isdigit()), key=int)
-    for version in reversed(versions):
+    for version in versions_newest_first(tf.io.gfile.listdir(push_destination)):
         candidate = os.path.join(push_destination, version)
         if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
             return candidate

@@ -1,10 +1,10 @@
-"""TFMA metric: the segmentation metrics of `unet4mri.metrics`, per slice of the evaluation.
+"""TFMA metric: the segmentation metrics of `core.metrics`, per slice of the evaluation.
 
 TFMA 0.47 accepts only tf_keras or `tfma.metrics.Metric` classes, so the
 metrics are one `Metric` whose Beam combiner gathers per-slice pixel counts
 (label: the `mask` feature's raw bytes; prediction: the model's
-`probabilities` at native size) and hands them to `unet4mri.metrics.summarize`.
-The outputs are the keys of `unet4mri.metrics.METRIC_KEYS`.
+`probabilities` at native size) and hands them to `core.metrics.summarize`.
+The outputs are the keys of `core.metrics.METRIC_KEYS`.
 """
 
 from collections.abc import Iterable
@@ -13,9 +13,9 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
+from core import metrics
+from core.contracts import PROBABILITIES
 from data_schema import features
-from models.export import PROBABILITIES
-from unet4mri import metrics
 
 METRIC_NAME = "segmentation"
 

@@ -32,18 +32,25 @@ import os
 import keras
 import tensorflow as tf
 
+from core.contracts import (
+    EXAMPLES_INPUT,
+    IMAGES_INPUT,
+    IMAGES_SIGNATURE,
+    IMAGES_TTA_SIGNATURE,
+    INFO_CONTEXT_SLICES,
+    INFO_IMAGE_SIZE,
+    MASK_OUTPUT,
+    MODEL_INFO_DIR,
+    MODEL_INFO_FILE,
+    PROBABILITIES,
+    SERVING_SIGNATURE,
+)
+from core.metrics import PROBABILITY_THRESHOLD
 from models import input_pipeline, patches
 from models.config import TrainingConfig
 from models.networks import inference_model
-from unet4mri.metrics import PROBABILITY_THRESHOLD
 
-SERVING_SIGNATURE = "serving_default"
-IMAGES_SIGNATURE = "predict_images"
-IMAGES_TTA_SIGNATURE = "predict_images_tta"
 TTA_FLIPS = ((), (2,), (1,), (1, 2))  # none, left-right, up-down, both: 4 network passes
-MODEL_INFO_FILE = "unet4mri.json"  # in assets.extra/: {"context_slices": K, "image_size": S}
-PROBABILITIES = "probabilities"
-MASK = "mask"
 
 
 def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir: str) -> None:
@@ -77,7 +84,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
         resized = tf.image.resize(tf.cast(images, tf.float32), [config.image_size, config.image_size], method="area")
         logits = tf.image.resize(logits_at_training_size(resized, tta), output_size, method="bilinear")
         probabilities = tf.sigmoid(logits[..., 0])
-        return {PROBABILITIES: probabilities, MASK: tf.cast(probabilities > PROBABILITY_THRESHOLD, tf.uint8)}
+        return {PROBABILITIES: probabilities, MASK_OUTPUT: tf.cast(probabilities > PROBABILITY_THRESHOLD, tf.uint8)}
 
     def serve_examples(examples):
         examples = tf.ensure_shape(examples, [None])
@@ -86,15 +93,15 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
 
     archive = keras.export.ExportArchive()
     archive.track(network)
-    archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
+    archive.add_endpoint(IMAGES_SIGNATURE, predict_images, input_signature=[tf.TensorSpec(None, tf.uint8, name=IMAGES_INPUT)])
     archive.add_endpoint(
         IMAGES_TTA_SIGNATURE,
         lambda images: predict_images(images, tta=True),
-        input_signature=[tf.TensorSpec(None, tf.uint8, name="images")],
+        input_signature=[tf.TensorSpec(None, tf.uint8, name=IMAGES_INPUT)],
     )
-    archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec(None, tf.string, name="examples")])
+    archive.add_endpoint(SERVING_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec(None, tf.string, name=EXAMPLES_INPUT)])
     archive.write_out(export_dir, verbose=False)
     # What a caller needs to build the input (ignored by model servers).
-    tf.io.gfile.makedirs(os.path.join(export_dir, "assets.extra"))
-    with tf.io.gfile.GFile(os.path.join(export_dir, "assets.extra", MODEL_INFO_FILE), "w") as out:
-        json.dump({"context_slices": config.context_slices, "image_size": config.image_size}, out)
+    tf.io.gfile.makedirs(os.path.join(export_dir, MODEL_INFO_DIR))
+    with tf.io.gfile.GFile(os.path.join(export_dir, MODEL_INFO_DIR, MODEL_INFO_FILE), "w") as out:
+        json.dump({INFO_CONTEXT_SLICES: config.context_slices, INFO_IMAGE_SIZE: config.image_size}, out)

@@ -1,4 +1,4 @@
-"""Training-time Keras metrics with the definitions of `unet4mri.metrics`.
+"""Training-time Keras metrics with the definitions of `core.metrics`.
 
 Both threshold the probabilities at 0.5 (logit > 0), count the positive class
 only, and average per-slice Dice/IoU over slices whose truth has tumor, so
@@ -11,7 +11,7 @@ import math
 import keras
 from keras import ops
 
-from unet4mri.metrics import PROBABILITY_THRESHOLD
+from core.metrics import PROBABILITY_THRESHOLD
 
 # sigmoid(logit) > p  <=>  logit > log(p / (1 - p)); 0 for p = 0.5.
 _LOGIT_THRESHOLD = math.log(PROBABILITY_THRESHOLD / (1.0 - PROBABILITY_THRESHOLD))

@@ -24,12 +24,17 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner, pipeline_build
 from pipeline import kfp_checks, kfp_package
 from pipeline.config import PipelineConfig
 from pipeline.kfp_package import GpuScheduling
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import Capabilities, create_pipeline
 
 TARGETS = ("kfp", "vertex")
 KFP_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_VERTEX_GPU = "NVIDIA_TESLA_T4"
 TRAINER_ID = "Trainer"
+# Open-source KFP: "resolver executors not implemented"; Vertex compiles only TFX's own strategies.
+TARGET_CAPABILITIES = {
+    "kfp": Capabilities(resolvers=False, custom_resolver_strategies=False),
+    "vertex": Capabilities(custom_resolver_strategies=False),
+}
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -120,7 +125,8 @@ def _tfx_job(config: PipelineConfig, target: str, options: ClusterOptions) -> di
             display_name=config.pipeline_name, default_image=images, use_pipeline_spec_2_1=True
         ),
     )
-    return runner.run(create_pipeline(config, orchestrator=target, trainer_resources=trainer_resources(target, options)), write_out=False)
+    capabilities = dataclasses.replace(TARGET_CAPABILITIES[target], trainer_resources=trainer_resources(target, options))
+    return runner.run(create_pipeline(config, capabilities), write_out=False)
 
 
 def _write(job: dict, target: str, output_file: str, platform: dict | None) -> None:

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tifffile  # noqa: E402
 
-from unet4mri import synthetic_data  # noqa: E402
+from core import synthetic_data  # noqa: E402
 
 # Seed 0 puts 4 / 1 / 1 of these 6 patients in train / eval / test (hash of the case id).
 TINY_PATIENTS = 6

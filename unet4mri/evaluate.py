@@ -1,7 +1,7 @@
 """Evaluation of a pushed model on any folder in the kaggle_3m layout.
 
-Uses the exported `predict_images` signature at the slices' native size and
-the metric definitions of `unet4mri.metrics`; the JSON keys are those metrics,
+Uses the exported `predict_images` signature (through `served_model`) at the slices' native size and
+the metric definitions of `core.metrics`; the JSON keys are those metrics,
 `by_size` (tumor-size bucket -> the per-slice metrics) and `slices`.
 """
 
@@ -10,79 +10,18 @@ import json
 import math
 import os
 
-import numpy as np
-
+from core import metrics, slices
 from data_schema import features
-from unet4mri import metrics, slices
-
-PREDICT_SIGNATURE = "predict_images"
-PREDICT_TTA_SIGNATURE = "predict_images_tta"
+from unet4mri.served_model import ServedModel
 
 
-class ModelError(ValueError):
-    """A model directory that is not one of our SavedModels."""
-
-
-def load_predictor(model_dir: str, output: str = "mask", tta: bool = False):
-    """The `predict_images` function of a SavedModel: images uint8 [B, H, W, 3] -> `output`
-    ('mask': uint8 [B, H, W] in 0/1; 'probabilities': float32 [B, H, W]).
-    tta: use `predict_images_tta` (flip test-time augmentation, 4x the passes)."""
-    import tensorflow as tf  # heavy: imported when a model is used
-
-    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
-        raise ModelError(f"{model_dir}: not a SavedModel (no saved_model.pb)")
-    loaded = tf.saved_model.load(model_dir)
-    name = PREDICT_TTA_SIGNATURE if tta else PREDICT_SIGNATURE
-    if name not in loaded.signatures:
-        raise ModelError(f"{model_dir}: SavedModel has no '{name}' signature" + (" (exported before TTA existed?)" if tta else ""))
-    signature = loaded.signatures[name]
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return signature(images=tf.constant(images, tf.uint8))[output].numpy()
-
-    predict.saved_model = loaded  # keep the variables alive
-    from models.export import MODEL_INFO_FILE
-
-    info = os.path.join(model_dir, "assets.extra", MODEL_INFO_FILE)
-    predict.context_slices = 0
-    if os.path.isfile(info):
-        with open(info) as source:
-            predict.context_slices = json.load(source).get("context_slices", 0)
-    return predict
-
-
-def latest_model_dir(serving_dir: str) -> str:
-    """The newest version under a Pusher's base directory (or `serving_dir` itself if it is a model)."""
-    if os.path.isfile(os.path.join(serving_dir, "saved_model.pb")):
-        return serving_dir
-    versions = sorted((name for name in os.listdir(serving_dir) if name.isdigit()), key=int) if os.path.isdir(serving_dir) else []
-    if not versions:
-        raise ModelError(f"{serving_dir}: neither a SavedModel nor a folder of pushed versions")
-    return os.path.join(serving_dir, versions[-1])
-
-
-def group_by_shape(images: list[np.ndarray]) -> list[list[int]]:
-    """Indices of `images` grouped by shape: the model takes one size per call."""
-    groups: dict[tuple, list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(index)
-    return list(groups.values())
-
-
-def predict_counts(predict, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
-    """Per-slice counts of the model's masks against the truth, batched by image size."""
-    counts = []
-    context = slices.context_paths(pairs, getattr(predict, "context_slices", 0))
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
-        loaded = [slices.read_pair(pair) for pair in batch]
-        inputs = [slices.read_stack(image, context[start + i]) for i, (image, _) in enumerate(loaded)]
-        predicted: dict[int, np.ndarray] = {}
-        for indices in group_by_shape(inputs):
-            masks = predict(np.stack([inputs[i] for i in indices]))
-            predicted.update(zip(indices, masks))
-        for index, pair in enumerate(batch):
-            counts.append(metrics.slice_counts(loaded[index][1], predicted[index], pair.case_id, pair.slice_index))
+def predict_counts(model: ServedModel, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
+    """Per-slice counts of the model's masks (probability > PROBABILITY_THRESHOLD) against the truth, in `pairs` order."""
+    counts: list[metrics.SliceCounts | None] = [None] * len(pairs)
+    for index, image, probabilities in model.predict_pairs(pairs, batch_size, read_image=slices.read_image):
+        pair = pairs[index]
+        truth = slices.read_mask(pair.mask_path, image.shape[:2])
+        counts[index] = metrics.slice_counts(truth, probabilities > metrics.PROBABILITY_THRESHOLD, pair.case_id, pair.slice_index)
     return counts
 
 
@@ -111,8 +50,7 @@ def report(
 def evaluate_model(model_dir: str, data_dir: str, batch_size: int = 16, tta: bool = False) -> dict:
     """Metrics of the model in `model_dir` (a SavedModel or a Pusher base folder) on `data_dir`
     (tta: with flip test-time augmentation)."""
-    predict = load_predictor(latest_model_dir(model_dir), tta=tta)
-    return report(predict_counts(predict, slices.find_slice_pairs(data_dir), batch_size))
+    return report(predict_counts(ServedModel.load(model_dir, tta=tta), slices.find_slice_pairs(data_dir), batch_size))
 
 
 def write_json(result: dict, path: str) -> None:

@@ -16,7 +16,8 @@ import tifffile
 from PIL import Image
 from tqdm import tqdm
 
-from unet4mri import evaluate, metrics, overlay, slices
+from core import metrics, overlay, slices
+from unet4mri.served_model import ServedModel
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -50,17 +51,13 @@ def predict_folder(
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     pairs = find_inputs(input_path)
-    probabilities_of = evaluate.load_predictor(evaluate.latest_model_dir(model_dir), output="probabilities", tta=tta)
+    model = ServedModel.load(model_dir, tta=tta)  # a lone slice is its own context
     results = []
-    context = slices.context_paths(pairs, probabilities_of.context_slices)  # a lone slice is its own context
-    for start in tqdm(range(0, len(pairs), batch_size), desc="predicting", unit="batch", leave=False):
-        batch = pairs[start : start + batch_size]
-        images = [slices.read_any_image(pair.image_path) for pair in batch]
-        inputs = [slices.read_stack(image, context[start + i]) for i, image in enumerate(images)]
-        for indices in evaluate.group_by_shape(inputs):
-            probabilities = probabilities_of(np.stack([inputs[i] for i in indices]))
-            for i, probability in zip(indices, probabilities):
-                results.append(_write_slice(batch[i], images[i], probability > threshold, output_dir))
+    batches = tqdm(total=len(pairs), desc="predicting", unit="slice", leave=False)
+    for index, image, probabilities in model.predict_pairs(pairs, batch_size):
+        results.append(_write_slice(pairs[index], image, probabilities > threshold, output_dir))
+        batches.update()
+    batches.close()
     results.sort(key=lambda r: (r.case_id, r.name))
     _write_tables(results, output_dir)
     return results

@@ -18,11 +18,14 @@ import os
 
 import numpy as np
 
+from components.anomalies_gate import describe_anomalies
+from core import contracts, metrics, overlay
 from data_schema import features
-from unet4mri import metrics, overlay, run_summary
+from models.input_pipeline import parse_examples
+from pipeline import run_summary
+from unet4mri.served_model import ServedModel
 
 SECTIONS = ("run", "data", "training", "evaluation", "gallery")
-_BUCKET_ORDER = ("overall", features.BUCKET_SMALL, features.BUCKET_MEDIUM, features.BUCKET_LARGE, features.BUCKET_NONE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,7 @@ def _curves(history: dict[str, list[float]]) -> str:
 
 def _bucket_chart(by_slice: dict[str, dict[str, float]]) -> str:
     plt = _pyplot()
-    names = [name for name in _BUCKET_ORDER if name in by_slice and name != features.BUCKET_NONE]
+    names = [name for name in contracts.REPORTED_SLICES if name in by_slice and name != features.BUCKET_NONE]
     figure, axis = plt.subplots(figsize=(6, 3))
     positions = np.arange(len(names))
     for offset, key in ((-0.2, "dice_per_tumor_slice_mean"), (0.2, "tumor_slice_detection_rate")):
@@ -120,13 +123,12 @@ def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: 
     """Best, median and worst test slices by Dice per tumor size, and the worst empty-slice false positives."""
     import tensorflow as tf
 
-    from models.input_pipeline import parse_examples
-    from unet4mri.evaluate import load_predictor
-
-    predict = load_predictor(model_dir)
+    model = ServedModel.load(model_dir)
     files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
     scored = []
     for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16):
+        # The model parses the examples itself (with its own context slices);
+        # the picture and the truth are the slice's own three channels.
         images, masks = parse_examples(serialized)
         parsed = tf.io.parse_example(
             serialized,
@@ -136,14 +138,14 @@ def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: 
                 features.TUMOR_SIZE_BUCKET: tf.io.FixedLenFeature([], tf.string),
             },
         )
-        predicted = predict(images.numpy())
+        predicted = model.predict_examples(serialized.numpy()) > metrics.PROBABILITY_THRESHOLD
         for i in range(len(predicted)):
             truth = masks[i, ..., 0].numpy()
             counts = metrics.slice_counts(
                 truth, predicted[i], parsed[features.CASE_ID][i].numpy().decode(), int(parsed[features.SLICE_INDEX][i])
             )
             bucket = parsed[features.TUMOR_SIZE_BUCKET][i].numpy().decode()
-            scored.append((bucket, counts, overlay.overlay(images[i].numpy(), predicted[i], truth)))
+            scored.append((bucket, counts, overlay.overlay(images[i].numpy(), predicted[i].astype(np.uint8), truth)))
     items = []
     for bucket in (features.BUCKET_SMALL, features.BUCKET_MEDIUM, features.BUCKET_LARGE):
         ranked = sorted((entry for entry in scored if entry[0] == bucket), key=lambda entry: entry[1].dice)
@@ -164,6 +166,7 @@ def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: 
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+img{max-width:100%;height:auto}
 h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
@@ -185,12 +188,10 @@ class _Run:
 
 
 def _training_history(run: _Run) -> dict:
-    from models.trainer_module import HISTORY_FILE
-
     model_run = run.artifact("Trainer", "model_run")
-    if model_run is None or not os.path.isfile(os.path.join(model_run.uri, HISTORY_FILE)):
+    if model_run is None or not os.path.isfile(os.path.join(model_run.uri, contracts.HISTORY_FILE)):
         return {}
-    with open(os.path.join(model_run.uri, HISTORY_FILE)) as source:
+    with open(os.path.join(model_run.uri, contracts.HISTORY_FILE)) as source:
         return json.load(source)
 
 
@@ -204,7 +205,6 @@ def _section_run(run: _Run, history: dict) -> list[str]:
 
 
 def _section_data(run: _Run) -> list[str]:
-    from components.anomalies_gate import describe_anomalies
 
     parts = ["<h2 id='data'>Data</h2>"]
     statistics = run.artifact("StatisticsGen", "statistics")
@@ -265,7 +265,7 @@ def _section_evaluation(run: _Run) -> list[str]:
     by_slice = run.summary.metrics_by_slice
     parts = ["<h2 id='evaluation'>Evaluation on the test patients</h2>"]
     if by_slice:
-        names = [n for n in _BUCKET_ORDER if n in by_slice]
+        names = [n for n in contracts.REPORTED_SLICES if n in by_slice]
         rows = [[key, *[_format(by_slice[n].get(key)) for n in names]] for key in metrics.METRIC_KEYS]
         parts += [_table(["metric", *names], rows), f"<img alt='metrics by tumor size' src='{_bucket_chart(by_slice)}'>"]
     decision = "<span class='ok'>blessed</span>" if run.summary.blessed else "<span class='bad'>not blessed</span>"
@@ -283,7 +283,7 @@ def _section_gallery(run: _Run) -> list[str]:
     if model is None or examples is None:
         return parts
     figures = []
-    for item in gallery(os.path.join(model.uri, "Format-Serving"), examples.uri):
+    for item in gallery(os.path.join(model.uri, contracts.SERVING_SUBDIR), examples.uri):
         title = html.escape(item.title)
         figures.append(f"<figure><img width='256' alt='{title}' src='{_png(item.image)}'><figcaption>{title}</figcaption></figure>")
     return parts + ["<div class='gallery'>" + "".join(figures) + "</div>"]

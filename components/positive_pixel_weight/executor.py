@@ -11,6 +11,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.positive_pixel_weight import spec
+from core.contracts import HYPERPARAMETERS_FILE, POSITIVE_PIXEL_WEIGHT
 from data_schema import features
 
 
@@ -30,7 +31,7 @@ def weight_statistics(positive: int, negative: int) -> dict[str, Any]:
     if positive == 0 or negative == 0:
         raise EmptyClassError(f"cannot weight classes: the split has {positive} tumor and {negative} background pixels")
     return {
-        "positive_pixel_weight": negative / positive,
+        POSITIVE_PIXEL_WEIGHT: negative / positive,
         "positive_pixels": positive,
         "negative_pixels": negative,
         "positive_fraction": positive / (positive + negative),
@@ -58,5 +59,5 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         tf.io.gfile.remove(counts_prefix)
         statistics = weight_statistics(positive, negative)
         # The Trainer requires exactly one file in a HyperParameters artifact.
-        with tf.io.gfile.GFile(os.path.join(output_dir, spec.STATISTICS_FILE), "w") as out:
+        with tf.io.gfile.GFile(os.path.join(output_dir, HYPERPARAMETERS_FILE), "w") as out:
             json.dump(statistics, out, indent=2)

@@ -7,7 +7,6 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 EXAMPLES_KEY = "examples"
 HYPERPARAMETERS_KEY = "hyperparameters"
 SPLIT_KEY = "split"
-STATISTICS_FILE = "positive_pixel_weight.json"
 
 
 class PositivePixelWeightSpec(types.ComponentSpec):

@@ -10,7 +10,7 @@ error naming the first one when the rejected fraction exceeds
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
 medium_max_pixels, context_slices (see data_schema.features `context`), and
-code_version (see pipeline.ingestion_code_fingerprint).
+code_version (see pipeline.pipeline.code_fingerprint).
 """
 
 import csv
@@ -26,10 +26,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from core import slices
+from core.contracts import REJECTED_FILE
 from data_schema import features
-from unet4mri import slices
 
-REJECTED_FILE = "rejected.csv"
 SLICE_FILES_PATTERN = "*/*.tif"
 _REJECTED_PATH = "_rejected_path"
 _REJECTED_TAG = "rejected"
@@ -58,15 +58,21 @@ def make_custom_config(**options: Any) -> example_gen_pb2.CustomConfig:
     return config
 
 
-def executor_properties(input_base: str, split_hash_buckets: tuple[int, ...], split_names: tuple[str, ...], **options: Any) -> dict:
-    """ExampleGen's exec properties for running this executor directly (tests, benchmarks):
-    all slices of `input_base`, split by patient into `split_names` by `split_hash_buckets`."""
-    output_config = example_gen_pb2.Output(
+def split_by_patient(split_names: tuple[str, ...], split_hash_buckets: tuple[int, ...]) -> example_gen_pb2.Output:
+    """ExampleGen's output config: splits `split_names` in proportions `split_hash_buckets`,
+    partitioned by the hash of the case id, so that no patient is in two splits."""
+    return example_gen_pb2.Output(
         split_config=example_gen_pb2.SplitConfig(
             splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=b) for name, b in zip(split_names, split_hash_buckets)],
             partition_feature_name=features.CASE_ID,
         )
     )
+
+
+def executor_properties(input_base: str, split_hash_buckets: tuple[int, ...], split_names: tuple[str, ...], **options: Any) -> dict:
+    """ExampleGen's exec properties for running this executor directly (tests, benchmarks):
+    all slices of `input_base`, split by patient into `split_names` by `split_hash_buckets`."""
+    output_config = split_by_patient(split_names, split_hash_buckets)
     return {
         standard_component_specs.INPUT_BASE_KEY: input_base,
         standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(

@@ -37,8 +37,8 @@ def span_statistics(tiny_dataset, tmp_path_factory):
     import tensorflow_data_validation as tfdv
     import tifffile
 
+    from core import slices
     from tests.components.test_slice_example_gen import run_executor
-    from unet4mri import slices
 
     root = tmp_path_factory.mktemp("spans")
     uris = {}

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs: what ingestion does with each (see README, "Data problems").
+"""The catalogue of bad inputs: what ingestion does with each (see docs/data.md, "Data problems").
 
 Every case damages a small clean dataset (3 patients x 2 slices, 256x256) and
 runs the ingestion executor with `max_rejected_fraction=0.5`. Expected:
@@ -19,11 +19,11 @@ import tensorflow_data_validation as tfdv
 import tifffile
 
 from components.slice_example_gen import executor
+from core import contracts, slices
 from data_schema import features
 from pipeline.config import SPLITS
 from tests.components.test_slice_example_gen import read_split, run_executor
 from tests.conftest import random_pair, write_pair
-from unet4mri import slices
 
 CASES = ("CASE_A", "CASE_B", "CASE_C")
 
@@ -157,7 +157,7 @@ def _examples(out_dir) -> list:
 
 
 def _rejected_rows(out_dir) -> list[list[str]]:
-    with open(os.path.join(str(out_dir), executor.REJECTED_FILE)) as rejected:
+    with open(os.path.join(str(out_dir), contracts.REJECTED_FILE)) as rejected:
         return list(csv.reader(rejected))[1:]
 
 

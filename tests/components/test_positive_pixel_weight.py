@@ -6,8 +6,8 @@ import pytest
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.positive_pixel_weight import executor, spec
+from core import contracts, slices, synthetic_data
 from tests.models.helpers import write_examples
-from unet4mri import slices, synthetic_data
 
 
 def run(examples_dir: str, out_dir: str) -> dict:
@@ -18,8 +18,8 @@ def run(examples_dir: str, out_dir: str) -> dict:
     hyperparameters.uri = out_dir
     os.makedirs(out_dir, exist_ok=True)
     executor.Executor().Do({spec.EXAMPLES_KEY: [examples]}, {spec.HYPERPARAMETERS_KEY: [hyperparameters]}, {spec.SPLIT_KEY: "train"})
-    assert os.listdir(out_dir) == [spec.STATISTICS_FILE]  # the Trainer needs exactly one file
-    with open(os.path.join(out_dir, spec.STATISTICS_FILE)) as source:
+    assert os.listdir(out_dir) == [contracts.HYPERPARAMETERS_FILE]  # the Trainer needs exactly one file
+    with open(os.path.join(out_dir, contracts.HYPERPARAMETERS_FILE)) as source:
         return json.load(source)
 
 

@@ -8,9 +8,9 @@ import tensorflow as tf
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components.slice_example_gen import executor
+from core import contracts, slices
 from data_schema import features
 from pipeline.config import SPLITS
-from unet4mri import slices
 
 
 def run_executor(input_base: str, out_dir: str, **options) -> standard_artifacts.Examples:
@@ -53,7 +53,7 @@ def test_examples_hold_the_slices_and_patients_never_share_splits(tiny_dataset, 
     assert value(example, features.TUMOR_PIXELS) == int(mask.sum())
     assert value(example, features.TUMOR_SIZE_BUCKET).decode() == features.tumor_size_bucket(int(mask.sum()))
     assert (value(example, features.HEIGHT), value(example, features.WIDTH)) == (256, 256)
-    with open(tmp_path / executor.REJECTED_FILE) as rejected:
+    with open(tmp_path / contracts.REJECTED_FILE) as rejected:
         assert list(csv.reader(rejected)) == [["path", "reason"]]
 
 
@@ -76,7 +76,7 @@ def test_a_corrupt_slice_fails_the_run_naming_the_file(dataset_with_a_corrupt_sl
 def test_rejected_slices_are_recorded_when_tolerated(dataset_with_a_corrupt_slice, tmp_path):
     data, bad = dataset_with_a_corrupt_slice
     run_executor(data, str(tmp_path / "out"), max_rejected_fraction=0.05)
-    with open(tmp_path / "out" / executor.REJECTED_FILE) as rejected:
+    with open(tmp_path / "out" / contracts.REJECTED_FILE) as rejected:
         rows = list(csv.reader(rejected))
     assert rows[0] == ["path", "reason"] and [row[0] for row in rows[1:]] == [bad]
     assert sum(len(read_split(str(tmp_path / "out"), split)) for split in SPLITS) == 59

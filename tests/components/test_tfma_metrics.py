@@ -3,7 +3,7 @@ import pytest
 from tensorflow_model_analysis.metrics import metric_types
 
 from components import tfma_metrics
-from unet4mri import metrics
+from core import metrics
 
 
 def inputs(case_id: str, index: int, truth: np.ndarray, probabilities: np.ndarray) -> metric_types.StandardMetricInputs:

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.slice_example_gen.executor import slice_to_example
-from unet4mri import slices
+from core import slices
 
 
 def write_examples(dataset_dir: str, out_dir: str, case_ids: list[str] | None = None) -> str:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core import slices
 from models import input_pipeline
 from models.config import testing_config
 from tests.models.helpers import square_example, write_examples
-from unet4mri import slices
 
 
 @pytest.fixture(scope="module")

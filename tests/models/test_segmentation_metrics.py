@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from core import metrics
 from models.segmentation_metrics import TumorSliceMetric
-from unet4mri import metrics
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core import synthetic_data
 from models import networks
 from models.config import testing_config
 from models.trainer_module import monitored_metric, train
 from tests.models.helpers import write_examples
-from unet4mri import synthetic_data
 
 
 @pytest.fixture(scope="module")

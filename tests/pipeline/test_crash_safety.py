@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from pipeline import run_summary
 from pipeline.run_lock import LOCK_FILE
-from unet4mri import run_summary
 
 pytestmark = pytest.mark.e2e
 

@@ -14,12 +14,12 @@ import shutil
 import pytest
 
 from components.pusher_executor import tree_digest
+from core import synthetic_data
 from pipeline import kfp_checks, kfp_entrypoint, schedule
-from pipeline.config import testing_pipeline_config
+from pipeline.config import IngestionConfig, testing_pipeline_config
 from pipeline.kfp_package import SharedVolumeWarning
 from pipeline.kubeflow_runner import ClusterOptions, compile_pipeline, load_job
 from tests.pipeline.kfp_launcher_emulation import Launcher
-from unet4mri import synthetic_data
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,8 @@ REMOTE_ROOT = {"kfp": "s3://emulated/tfx", "vertex": "gs://emulated/tfx"}  # com
 def compile_for(target: str, data_dir: str, output_dir: str, package_dir, span_pattern: str | None = "span-{SPAN}") -> dict:
     # Any candidate is blessed (no floor, any regression tolerated): the rerun must end in a push to prove it;
     # refusing a worse candidate is tested by tests/pipeline/test_retraining.py.
-    config = testing_pipeline_config(data_dir, output_dir, span_pattern=span_pattern, max_dice_regression=1.0)
+    ingestion = IngestionConfig(span_pattern=span_pattern)
+    config = testing_pipeline_config(data_dir, output_dir, ingestion, max_dice_regression=1.0)
     path = str(package_dir / ("pipeline.yaml" if target == "kfp" else "pipeline.json"))
     with pytest.warns(SharedVolumeWarning, match="every pod must mount"):
         compile_pipeline(config, target, path, ClusterOptions(image="unet4mri:emulated"), pipeline_root=REMOTE_ROOT[target])

@@ -11,11 +11,13 @@ import tensorflow as tf
 
 from components.anomalies_gate import DataValidationError
 from components.slice_example_gen.executor import IngestionError
+from core import slices, synthetic_data
 from data_schema import features
+from pipeline import run_summary
 from pipeline.config import testing_pipeline_config
 from pipeline.local_runner import run_local
 from tests.conftest import TINY_RUN_ARGS
-from unet4mri import evaluate, run_summary, slices, synthetic_data
+from unet4mri import evaluate, served_model
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +131,7 @@ def test_unetpp_with_deep_supervision_and_focal_tversky_runs_end_to_end(tiny_dat
     options = "--model unetpp --deep-supervision --prune-level 2 --loss focal_tversky".split()
     argv = ["run", "--data-dir", tiny_dataset, "--output-dir", str(tmp_path), *options, *TINY_RUN_ARGS]
     assert cli.main(argv) == 0
-    pushed = evaluate.latest_model_dir(os.path.join(str(tmp_path), "serving_model"))
+    pushed = served_model.resolve_model_dir(os.path.join(str(tmp_path), "serving_model"))
     model = tf.saved_model.load(pushed)
     assert model.signatures["predict_images"](images=tf.zeros([1, 64, 48, 3], tf.uint8))["mask"].shape == (1, 64, 48)
 
@@ -157,7 +159,7 @@ def test_context_slices_train_export_and_evaluate_end_to_end(tiny_dataset, tmp_p
 
     argv = ["run", "--data-dir", tiny_dataset, "--output-dir", str(tmp_path), *TINY_RUN_ARGS, "--context-slices", "1", "--no-report"]
     assert cli.main(argv) == 0
-    pushed = evaluate.latest_model_dir(os.path.join(str(tmp_path), "serving_model"))
+    pushed = served_model.resolve_model_dir(os.path.join(str(tmp_path), "serving_model"))
     predict = tf.saved_model.load(pushed).signatures["predict_images"]
     assert predict(images=tf.zeros([1, 40, 40, 9], tf.uint8))["mask"].shape == (1, 40, 40)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,\?,\?,9\]"):

@@ -6,7 +6,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unet4mri import cli, predict, slices, synthetic_data
+from core import slices, synthetic_data
+from unet4mri import cli, predict
 
 
 def test_predicting_a_case_folder_writes_masks_overlays_and_tables(tiny_dataset, tiny_model_dir, tmp_path):
@@ -47,7 +48,7 @@ def test_a_single_png_of_another_size_without_mask(tiny_model_dir, tmp_path):
 
 
 def test_overlay_outlines_follow_the_masks():
-    from unet4mri import overlay
+    from core import overlay
 
     image = np.zeros((8, 8, 3), np.uint8)
     truth = np.zeros((8, 8), np.uint8)

@@ -9,7 +9,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unet4mri import slices
+from core import slices
 
 
 def _tiff_bytes(array: np.ndarray, **options) -> bytes:

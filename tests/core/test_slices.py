@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from core import slices
 from tests.conftest import random_pair, write_pair
-from unet4mri import slices
 
 
 def test_finds_pairs_sorted_by_case_and_number(tmp_path):

@@ -7,12 +7,13 @@
 """
 
 import dataclasses
+import json
 import os
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from unet4mri import metrics
+from core import contracts, metrics
 
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -77,8 +78,6 @@ def latest_component_runs(store: metadata_store.MetadataStore, pipeline_name: st
 
 def split_names(artifact: metadata_store_pb2.Artifact) -> list[str]:
     """The splits of an MLMD artifact (Examples, ExampleStatistics, ExampleAnomalies)."""
-    import json
-
     for properties in (artifact.properties, artifact.custom_properties):
         if "split_names" in properties:
             return json.loads(properties["split_names"].string_value)
@@ -99,15 +98,13 @@ def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     result = tfma.load_eval_result(evaluation_uri)
     by_slice = {}
     for slice_key, values in result.slicing_metrics:
-        name = "overall" if not slice_key else str(dict(slice_key).popitem()[1])
+        name = contracts.OVERALL if not slice_key else str(dict(slice_key).popitem()[1])
         flat = values.get("", {}).get("", {})
         by_slice[name] = {key: float(flat[key]["doubleValue"]) for key in metrics.METRIC_KEYS if key in flat}
     return by_slice
 
 
 def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
-    import json
-
     store = open_store(metadata_path)
     runs = latest_component_runs(store, pipeline_name)
     evaluation = _artifact(runs, "Evaluator", "evaluation")
@@ -115,17 +112,13 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     pushed = _artifact(runs, "Pusher", "pushed_model")
     weights = _artifact(runs, "PositivePixelWeight", "hyperparameters")
     weight = None
-    if weights is not None:
-        files = os.listdir(weights.uri)
-        if files:
-            with open(os.path.join(weights.uri, files[0])) as source:
-                weight = json.load(source).get("positive_pixel_weight")
+    if weights is not None and os.path.isfile(os.path.join(weights.uri, contracts.HYPERPARAMETERS_FILE)):
+        with open(os.path.join(weights.uri, contracts.HYPERPARAMETERS_FILE)) as source:
+            weight = json.load(source).get(contracts.POSITIVE_PIXEL_WEIGHT)
     rejected_files = rejected_list = None
     examples = _artifact(runs, "FileBasedExampleGen", "examples")
-    from components.slice_example_gen.executor import REJECTED_FILE
-
-    if examples is not None and os.path.isfile(os.path.join(examples.uri, REJECTED_FILE)):
-        rejected_list = os.path.join(examples.uri, REJECTED_FILE)
+    if examples is not None and os.path.isfile(os.path.join(examples.uri, contracts.REJECTED_FILE)):
+        rejected_list = os.path.join(examples.uri, contracts.REJECTED_FILE)
         with open(rejected_list) as source:
             rejected_files = max(sum(1 for _ in source) - 1, 0)
     pushed_to = None
@@ -156,9 +149,9 @@ def format_summary(summary: RunSummary) -> str:
     if summary.positive_pixel_weight is not None:
         lines.append(f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}")
     if summary.metrics_by_slice:
-        order = ["overall", "small", "medium", "large", "none"]
+        order = contracts.REPORTED_SLICES
         names = [name for name in order if name in summary.metrics_by_slice]
-        lines.append("Evaluation on the test patients (threshold 0.5; definitions in README):")
+        lines.append("Evaluation on the test patients (threshold 0.5; definitions in docs/metrics.md):")
         lines.append(f"  {'metric':<28}" + "".join(f"{name:>10}" for name in names))
         for key in metrics.METRIC_KEYS:
             cells = []

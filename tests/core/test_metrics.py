@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from unet4mri import metrics
+from core import metrics
 
 
 def masks(*rows):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from unet4mri import slices, synthetic_data
+from core import slices, synthetic_data
 
 
 def test_layout_and_determinism(tiny_dataset, tmp_path):
