@@ -104,7 +104,9 @@ def test_compiled_packages_pass_the_static_checks(compiled):
     target, _, _, spec = compiled
     assert spec["schemaVersion"] == "2.1.0"
     assert kfp_checks.spec_problems(spec, target) == []
-    uncached = sorted(name for name, task in tasks(spec).items() if not task["cachingOptions"].get("enableCache"))
+    uncached = sorted(
+        name for name, task in tasks(spec).items() if not task.get("cachingOptions", {"enableCache": True}).get("enableCache")
+    )
     assert uncached == (["FileBasedExampleGen", "latest_pushed_baseline"] if target == "kfp" else [])
 
 
