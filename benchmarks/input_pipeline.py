@@ -89,9 +89,7 @@ def run(work_dir: str, data_dir: str, image_size: int, batch_size: int, batches:
         {"benchmark": "input_pipeline", "variant": name, "image_size": image_size, "batch_size": batch_size, "slices_per_second": rate}
         for name, rate in rates.items()
     ]
-    results[-1].update(
-        device=step["device"], augmentation_cost=step["augmentation_cost"], augmentation_cost_range=step["augmentation_cost_range"]
-    )
+    results[-1].update({key: value for key, value in step.items() if key.startswith("augmentation_") or key == "device"})
     for result in results:
         print(result, flush=True)
     return results

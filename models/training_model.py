@@ -31,6 +31,9 @@ class AugmentedTraining(keras.Model):
         self.augmentation = augmentation
         self.heads = len(network.outputs)
         self.output_names = network.output_names  # metric names as with the bare network ("val_dice", ...)
+        # All state exists (the network is built, the augmentation's only state is its seed): weights can be
+        # saved and restored before the first batch (BackupAndRestore needs that).
+        self.built = True
 
     def call(self, inputs, training=False):
         images, masks = inputs[IMAGES], inputs[MASKS]
