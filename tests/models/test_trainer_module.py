@@ -37,6 +37,14 @@ def test_deep_supervision_monitors_the_deepest_head():
     assert monitored_metric(model) == "val_logits_l2_dice"
 
 
+def test_deep_supervision_trains_every_head_on_the_augmented_masks(split_records, tmp_path):
+    train_files, eval_files = split_records
+    config = testing_config(model="unetpp", deep_supervision=True)
+    result = train(config, [train_files], [eval_files], 20.0, str(tmp_path))
+    assert {"logits_l1_loss", "logits_l2_loss", monitored_metric(result.model)} <= set(result.history)
+    assert len(result.model.outputs) == 2  # the network itself: no augmentation in what is exported
+
+
 def test_mixed_precision_keeps_logits_in_float32():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
