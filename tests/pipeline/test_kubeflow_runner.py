@@ -80,7 +80,7 @@ def test_pipeline_root_spans_and_trainer_code_travel_in_the_package(compiled):
     _, path, job, _ = compiled
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/unet4mri/tfx"
     text = open(path).read()
-    assert "span-{SPAN}/*/*.tif" in text
+    assert "span-{SPAN}/*/*" in text
     assert "models.trainer_module.run_fn" in text
     assert "module_file" not in text or "null" in text  # no wheel to build or upload
 
