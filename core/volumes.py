@@ -74,6 +74,9 @@ class VolumeLayout:
         return (*self.contrast_suffixes, self.label_suffix)
 
 
+DEFAULT_LAYOUT = VolumeLayout()
+
+
 @dataclasses.dataclass(frozen=True)
 class VolumeCase:
     """The files of one case: `contrasts` in channel order, `label` None when the case has none."""
@@ -145,7 +148,7 @@ def _match_suffix(stem: str, suffixes: tuple[str, ...]) -> tuple[str, int] | Non
     return None
 
 
-def find_volume_cases(root: str, layout: VolumeLayout = VolumeLayout(), labels_required: bool = True):
+def find_volume_cases(root: str, layout: VolumeLayout = DEFAULT_LAYOUT, labels_required: bool = True):
     """(cases, problems) under `root`, sorted by case id: problems are (path, one-line reason)
     for a case that lacks a contrast (or its label, when `labels_required`).
 
@@ -174,9 +177,9 @@ def find_volume_cases(root: str, layout: VolumeLayout = VolumeLayout(), labels_r
     return sorted(cases, key=lambda case: case.case_id), problems
 
 
-def has_volumes(root: str, layout: VolumeLayout = VolumeLayout()) -> bool:
+def has_volumes(root: str, layout: VolumeLayout = DEFAULT_LAYOUT) -> bool:
     """Whether `root` holds volumes (a NIfTI file, or a folder named like a contrast) rather than TIFF slices."""
-    for folder, subfolders, files in os.walk(root):
+    for _, subfolders, files in os.walk(root):
         if any(_strip_extension(name, False) for name in files):
             return True
         if any(_match_suffix(name, layout.contrast_suffixes) for name in subfolders):
@@ -241,7 +244,7 @@ def tumor_mask(labels: np.ndarray, tumor_labels: str = "whole") -> np.ndarray:
     return (labels > 0 if values is None else np.isin(labels, values)).astype(np.uint8)
 
 
-def load_case(case: VolumeCase, layout: VolumeLayout = VolumeLayout(), with_label: bool = True) -> LoadedCase:
+def load_case(case: VolumeCase, layout: VolumeLayout = DEFAULT_LAYOUT, with_label: bool = True) -> LoadedCase:
     """The case's contrasts and (when it has one and `with_label`) its tumor mask; VolumeError when
     the files differ in shape or affine, or the label is not integer."""
     volumes = [load_volume(path) for path in case.contrasts]
