@@ -136,7 +136,9 @@ def test_hd95_and_volume_error_match_a_brute_force_computation_on_anisotropic_bl
         spacing = tuple(rng.uniform(0.4, 3.0, 3))
         assert metrics.hausdorff95_mm(truth, prediction, spacing) == pytest.approx(_brute_force_hd95(truth, prediction, spacing))
         voxel_ml = np.prod(spacing) / 1000
-        assert metrics.volume_error_ml(truth, prediction, spacing) == pytest.approx(abs(int(prediction.sum()) - int(truth.sum())) * voxel_ml)
+        assert metrics.volume_error_ml(truth, prediction, spacing) == pytest.approx(
+            abs(int(prediction.sum()) - int(truth.sum())) * voxel_ml
+        )
 
 
 def test_empty_mask_conventions_for_hd95_and_volume_error():

@@ -11,9 +11,7 @@ from core import dicom, volume_grid, volumes
 
 # A stored orientation other than RAS+, axes permuted, turned 5 degrees about z.
 _ANGLE = np.deg2rad(5.0)
-OBLIQUE = np.array(
-    [[0.0, -1.2, 0.0, 10.0], [0.9, 0.0, 0.0, -5.0], [0.0, 0.0, 3.5, 2.0], [0.0, 0.0, 0.0, 1.0]]
-)
+OBLIQUE = np.array([[0.0, -1.2, 0.0, 10.0], [0.9, 0.0, 0.0, -5.0], [0.0, 0.0, 3.5, 2.0], [0.0, 0.0, 0.0, 1.0]])
 OBLIQUE[:2] = np.array([[np.cos(_ANGLE), -np.sin(_ANGLE)], [np.sin(_ANGLE), np.cos(_ANGLE)]]) @ OBLIQUE[:2]
 
 
