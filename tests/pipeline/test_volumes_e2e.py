@@ -12,7 +12,7 @@ from data_schema import features
 from pipeline import run_summary
 from pipeline.config import testing_pipeline_config
 from pipeline.local_runner import run_local
-from unet4mri import cli, evaluate
+from unet4mri import cli, evaluate, report
 from unet4mri.volume_prediction import PREDICTION_SUFFIX
 
 pytestmark = pytest.mark.e2e
@@ -58,3 +58,16 @@ def test_predicted_masks_lie_on_the_scans_and_overlap_the_truth_by_the_reported_
         mask = np.asarray(predicted.dataobj)
         dice = metrics.dice_from_counts(float((mask & (truth > 0)).sum()), float((truth > 0).sum()), float(mask.sum()))
         assert (patient["dice"] is None and np.isnan(dice)) or patient["dice"] == pytest.approx(dice)
+
+
+def test_the_report_shows_hd95_and_volume_error_of_the_test_patients(volume_run, tmp_path):
+    _, config, _ = volume_run
+    with open(report.build_report(config.output_dir, str(tmp_path / "report.html"))) as page:
+        text = page.read()
+    assert "Volumes (test patients" in text and "hd95_mm_mean" in text and "volume_error_ml_median" in text
+
+
+def test_a_rerun_is_cached(volume_run):
+    _, config, _ = volume_run
+    states = {run.component: run.state for run in run_local(config).components}
+    assert states["FileBasedExampleGen"] == states["Trainer"] == "cached", states
