@@ -64,3 +64,15 @@ def test_the_schema_is_imported_by_content_so_an_edited_schema_is_not_served_fro
     built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out")))
     with open(features.schema_path()) as schema_file:
         assert _node(built, "ImportSchemaGen").exec_properties["schema_text"] == schema_file.read()
+
+
+def test_example_gen_splits_by_patient_in_the_configured_proportions(tmp_path):
+    """Slices of one patient must never land in two splits (test Dice would leak from training)."""
+    from tfx import v1 as tfx
+    from tfx.utils import proto_utils
+
+    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), split_hash_buckets=(7, 2, 5)))
+    output_config = proto_utils.json_to_proto(_node(built, "FileBasedExampleGen").exec_properties["output_config"], tfx.proto.Output())
+    split_config = output_config.split_config
+    assert split_config.partition_feature_name == "case_id"
+    assert [(split.name, split.hash_buckets) for split in split_config.splits] == [("train", 7), ("eval", 2), ("test", 5)]
