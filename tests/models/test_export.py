@@ -12,7 +12,7 @@ from models import networks
 from models.config import testing_config
 from models.export import export_serving_model
 from models.trainer_module import load_weights_from
-from tests.models.helpers import write_examples
+from tests.helpers import write_examples
 
 
 @pytest.fixture(scope="module")
