@@ -1,5 +1,5 @@
 # UNet4MRI: `make run` trains on the embedded synthetic data; `make test` runs the tests.
-# Python 3.10 is required (TFX 1.16; see README). pyenv's 3.10.13 is named in .python-version.
+# Python 3.10 is required (TFX 1.16; see docs/development.md). pyenv's 3.10.13 is named in .python-version.
 
 PYTHON ?= python3.10
 VENV := .venv
@@ -12,7 +12,7 @@ RUN_ARGS ?=
 export TF_USE_LEGACY_KERAS := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 $(VENV)/.installed: setup.py requirements/lock.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
@@ -32,7 +32,13 @@ $(DATA_DIR)/.complete: | setup
 run: setup $(DATA_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
-test: setup lint
+# Headless Chromium for tests/unet4mri/test_report_browser.py (the report in a real browser):
+# Debian's package, installed where missing (sudo only when not root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
+test: setup lint browser
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
@@ -43,7 +49,7 @@ lint: setup
 clean:
 	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial
 
-# Benchmarks (README, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
+# Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

@@ -9,13 +9,15 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["unet4mri*", "core*", "pipeline*", "components*", "models*", "data_schema*"]),
     package_data={"data_schema": ["schema.pbtxt"]},
+    # Compatible ranges here; the exact versions live in requirements/lock.txt only
+    # (`pip install -c requirements/lock.txt .`, as the Makefile and the Dockerfile do).
     install_requires=[
-        "tfx[kfp]==1.16.0",
-        "apache-beam[gcp]==2.59.0",
-        "tensorflow==2.16.2",
-        "tensorflow-data-validation==1.16.1",
-        "tensorflow-model-analysis==0.47.1",
-        "kfp==2.5.0",
+        "tfx[kfp]>=1.16,<1.17",
+        "apache-beam[gcp]>=2.59,<2.60",
+        "tensorflow>=2.16,<2.17",
+        "tensorflow-data-validation>=1.16,<1.17",
+        "tensorflow-model-analysis>=0.47,<0.48",
+        "kfp>=2.5,<2.6",
         "numpy<2",
         "protobuf>=3.20,<3.21",
         "tifffile",

@@ -4,7 +4,7 @@
 
 `small` runs in minutes on a 2-core machine; `full` sizes are for a GPU node.
 Results: a JSON file (default output/bench/results.json) and a Markdown table
-on stdout (the README's performance section is one such table).
+on stdout (the performance section of docs/results.md is one such table).
 """
 
 import argparse

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 
+from core.config_fields import option
+
 MODELS = ("unet", "unetpp")
 LOSSES = (
     "bce",
@@ -16,6 +18,7 @@ LOSSES = (
     "weighted_bce_dice",
 )
 N_FILTERS = (8, 16, 32, 64)
+WARM_START_SERVED = "served"  # `warm_start` value: the model being served (the pipeline supplies it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,28 +49,33 @@ class TrainingConfig:
     jit_compile: compile training steps with XLA.
     """
 
-    model: str = "unet"
-    depth: int = 4
-    n_filters: int = 16
-    dropout_rate: float = 0.05
-    deep_supervision: bool = False
-    prune_level: int | None = None
-    loss: str = "weighted_bce_dice"
-    image_size: int = 128
-    batch_size: int = 32
-    epochs: int = 30
-    learning_rate: float = 2e-3
-    tumor_slice_fraction: float = 0.5
-    augment: bool = True
-    early_stopping_patience: int = 8
-    seed: int = 0
-    warm_start_model: str | None = None
-    mixed_precision: str | None = None
-    jit_compile: bool = False
-    patch_size: int | None = None
-    tumor_patch_fraction: float = 0.5
-    inference_window: int | None = None
-    context_slices: int = 0
+    model: str = option("unet", "network", choices=MODELS)
+    depth: int = option(4, "down-sampling levels; image size and patch size must be multiples of 2**depth")
+    n_filters: int = option(16, "filters of the first level, doubling per level", choices=N_FILTERS)
+    dropout_rate: float = option(0.05, "spatial dropout rate", aliases=("--dropout",))
+    deep_supervision: bool = option(False, "UNet++: train every head")
+    prune_level: int | None = option(None, "UNet++ with deep supervision: export the sub-network of this head (1..depth)")
+    loss: str = option("weighted_bce_dice", "loss", choices=LOSSES)
+    image_size: int = option(128, "training resolution in pixels")
+    batch_size: int = option(32, "slices per training step (the global batch with several GPUs)")
+    epochs: int = option(30, "maximum epochs; early stopping on validation Dice")
+    learning_rate: float = option(2e-3, "Adam learning rate")
+    tumor_slice_fraction: float = option(0.5, "share of tumor slices per batch")
+    augment: bool = option(True, "train without augmentation (flips, rotations, scaling, intensity)")
+    early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
+    seed: int = option(0, "seed of initialization, sampling and augmentation")
+    warm_start: str | None = option(
+        None,
+        f"initialize from a pushed SavedModel (a path), or '{WARM_START_SERVED}': the served model, if any",
+        path=True,
+        keywords=(WARM_START_SERVED,),
+    )
+    mixed_precision: str | None = option(None, "GPU: compute in half precision", choices=("float16", "bfloat16"))
+    jit_compile: bool = option(False, "compile training steps with XLA")
+    patch_size: int | None = option(None, "train on PxP crops at --image-size (e.g. 96 with --image-size 256)")
+    tumor_patch_fraction: float = option(0.5, "share of patches centered on tumor")
+    inference_window: int | None = option(None, "exported model: tile slices larger than this (Gaussian blending)")
+    context_slices: int = option(0, "add the K slices below and above as input channels (ingestion stores them)")
 
     def __post_init__(self):
         checks = [

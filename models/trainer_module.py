@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT
 from models import input_pipeline, losses, networks
-from models.config import TrainingConfig
+from models.config import WARM_START_SERVED, TrainingConfig
 from models.export import export_serving_model
 from models.segmentation_metrics import TumorSliceMetric
 
@@ -227,9 +227,10 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     config = TrainingConfig.from_dict(fn_args.custom_config["training"])
     weight = float((fn_args.hyperparameters or {}).get(POSITIVE_PIXEL_WEIGHT, 1.0))
-    warm_start = config.warm_start_model  # an explicit path must exist: load_weights_from says so if not
-    if warm_start is None and fn_args.base_model:
-        if tf.io.gfile.exists(os.path.join(fn_args.base_model, "saved_model.pb")):
+    warm_start = config.warm_start  # an explicit path must exist: load_weights_from says so if not
+    if warm_start == WARM_START_SERVED:  # the pipeline passes the served model as `base_model`
+        warm_start = None
+        if fn_args.base_model and tf.io.gfile.exists(os.path.join(fn_args.base_model, "saved_model.pb")):
             warm_start = fn_args.base_model
         else:
             logging.info("nothing pushed yet to warm-start from: training from scratch")

@@ -1,35 +1,63 @@
-"""Pipeline configuration: one frozen, validated object."""
+"""Pipeline configuration: one frozen, validated object with a section per concern.
+
+`PipelineConfig` holds where the data and outputs are, the quality gates, and
+two sections: `ingestion` (what ExampleGen reads and how it splits and
+buckets) and `training` (`models.config.TrainingConfig`). Every field declared
+with `option(...)` is also a command-line option (`unet4mri.config_options`).
+"""
 
 import dataclasses
 import os
 
+from core.config_fields import option
 from data_schema import features
-from models.config import TrainingConfig, testing_config
+from models.config import WARM_START_SERVED, TrainingConfig, testing_config
 
 SPLITS = ("train", "eval", "test")
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-    """Where the data and outputs are, and how the pipeline splits, trains and gates.
+class IngestionConfig:
+    """What ExampleGen reads, and how it splits and buckets it.
 
-    data_dir: root of the slices in the kaggle_3m layout.
-    output_dir: everything the pipeline writes: `tfx/` (artifacts),
-      `metadata.sqlite` (ML Metadata), `serving_model/<version>/` (pushed models).
     split_hash_buckets: patients are assigned to train / eval / test by a hash
       of their case id in these proportions (the Trainer validates on `eval`,
       the Evaluator reports on `test`): no patient is in two splits, and a
       patient keeps its split when others are added.
+    span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
+      `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
+    """
+
+    split_hash_buckets: tuple[int, int, int] = option((14, 3, 3), "hash buckets of the train, eval and test patients")
+    small_max_pixels: int = option(features.DEFAULT_SMALL_MAX_PIXELS, "largest tumor (pixels, native size) in the small bucket")
+    medium_max_pixels: int = option(features.DEFAULT_MEDIUM_MAX_PIXELS, "largest tumor (pixels, native size) in the medium bucket")
+    max_rejected_fraction: float = option(0.0, "share of unreadable slices tolerated before the run fails")
+    span_pattern: str | None = option(None, "read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")
+
+    def __post_init__(self):
+        if len(self.split_hash_buckets) != len(SPLITS) or min(self.split_hash_buckets) < 1:
+            raise ValueError(f"split_hash_buckets needs {len(SPLITS)} positive numbers, got {self.split_hash_buckets}")
+        if not 0.0 <= self.max_rejected_fraction <= 1.0:
+            raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
+        if self.span_pattern is not None and "{SPAN}" not in self.span_pattern:
+            raise ValueError(f"span_pattern must contain {{SPAN}}, got {self.span_pattern!r}")
+        features.tumor_size_bucket(0, self.small_max_pixels, self.medium_max_pixels)  # validates the thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Where the data and outputs are, and how the pipeline gates.
+
+    data_dir: root of the slices in the kaggle_3m layout.
+    output_dir: everything the pipeline writes: `tfx/` (artifacts),
+      `metadata.sqlite` (ML Metadata), `serving_model/<version>/` (pushed models).
     min_tumor_slice_dice: the Evaluator blesses (and the Pusher pushes) only a
       model whose `dice_per_tumor_slice_mean` on the test split reaches this.
     max_dice_regression: once a model is served, a candidate is blessed only if
       its `dice_per_tumor_slice_mean`, overall and on small-tumor slices, is at
       most this much below the served model's (0: never worse).
-    guard_small_tumors: apply the regression check to small-tumor slices too
+    small_tumor_guard: apply the regression check to small-tumor slices too
       (the test split must then hold small tumors: TFMA fails a threshold on a missing slice).
-    span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
-      `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
-    warm_start_from_served: initialize training from the served model, if any.
     max_drift: the run stops before training when the train split's tumor-pixel
       fraction or a channel's mean intensity moved further than this
       Jensen-Shannon divergence from the previous run's (None: no drift check;
@@ -39,34 +67,26 @@ class PipelineConfig:
     data_dir: str
     output_dir: str
     pipeline_name: str = "unet4mri"
+    ingestion: IngestionConfig = IngestionConfig()
     training: TrainingConfig = TrainingConfig()
-    split_hash_buckets: tuple[int, int, int] = (14, 3, 3)
-    small_max_pixels: int = features.DEFAULT_SMALL_MAX_PIXELS
-    medium_max_pixels: int = features.DEFAULT_MEDIUM_MAX_PIXELS
-    max_rejected_fraction: float = 0.0
-    min_tumor_slice_dice: float = 0.5
-    max_dice_regression: float = 0.0
-    guard_small_tumors: bool = True
-    span_pattern: str | None = None
-    warm_start_from_served: bool = False
-    max_drift: float | None = 0.05
+    min_tumor_slice_dice: float = option(0.5, "blessing threshold on the test split")
+    max_dice_regression: float = option(0.0, "tolerated drop of Dice against the served model")
+    small_tumor_guard: bool = option(True, "check regressions on all slices only, not on small-tumor slices too")
+    max_drift: float | None = option(0.05, "stop when a drift feature's Jensen-Shannon divergence from the previous run exceeds this")
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
 
     def __post_init__(self):
-        if len(self.split_hash_buckets) != len(SPLITS) or min(self.split_hash_buckets) < 1:
-            raise ValueError(f"split_hash_buckets needs {len(SPLITS)} positive numbers, got {self.split_hash_buckets}")
-        if not 0.0 <= self.max_rejected_fraction <= 1.0:
-            raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
         if not 0.0 <= self.max_dice_regression <= 1.0:
             raise ValueError(f"max_dice_regression must be in [0, 1], got {self.max_dice_regression}")
-        if self.span_pattern is not None and "{SPAN}" not in self.span_pattern:
-            raise ValueError(f"span_pattern must contain {{SPAN}}, got {self.span_pattern!r}")
         if self.max_drift is not None and not 0.0 < self.max_drift <= 1.0:
             raise ValueError(f"max_drift must be in (0, 1] or None, got {self.max_drift}")
         if not 0.0 <= self.min_tumor_slice_dice <= 1.0:
             raise ValueError(f"min_tumor_slice_dice must be in [0, 1], got {self.min_tumor_slice_dice}")
-        features.tumor_size_bucket(0, self.small_max_pixels, self.medium_max_pixels)  # validates the thresholds
+
+    @property
+    def warm_start_from_served(self) -> bool:
+        return self.training.warm_start == WARM_START_SERVED
 
     @property
     def pipeline_root(self) -> str:
@@ -81,8 +101,8 @@ class PipelineConfig:
         return os.path.join(self.output_dir, "serving_model")
 
 
-def testing_pipeline_config(data_dir: str, output_dir: str, **overrides) -> PipelineConfig:
+def testing_pipeline_config(data_dir: str, output_dir: str, ingestion: IngestionConfig | None = None, **overrides) -> PipelineConfig:
     """A tiny configuration for tests: the tiny training config, no quality gate, no drift check."""
     values = dict(training=testing_config(), min_tumor_slice_dice=0.0, max_drift=None)  # tiny spans differ by chance
     values.update(overrides)
-    return PipelineConfig(data_dir=data_dir, output_dir=output_dir, **values)
+    return PipelineConfig(data_dir=data_dir, output_dir=output_dir, ingestion=ingestion or IngestionConfig(), **values)

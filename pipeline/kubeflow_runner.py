@@ -20,12 +20,17 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner, pipeline_builder
 
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import Capabilities, create_pipeline
 
 TARGETS = ("kfp", "vertex")
 KFP_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_VERTEX_GPU = "NVIDIA_TESLA_T4"
 TRAINER_ID = "Trainer"
+# Open-source KFP: "resolver executors not implemented"; Vertex compiles only TFX's own strategies.
+TARGET_CAPABILITIES = {
+    "kfp": Capabilities(resolvers=False, custom_resolver_strategies=False),
+    "vertex": Capabilities(custom_resolver_strategies=False),
+}
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -80,7 +85,8 @@ def compile_pipeline(config: PipelineConfig, target: str, output_file: str, opti
         output_dir=os.path.dirname(os.path.abspath(output_file)),
         output_filename=os.path.basename(output_file),
     )
-    return runner.run(create_pipeline(config, orchestrator=target, trainer_resources=trainer_resources(target, options)))
+    capabilities = dataclasses.replace(TARGET_CAPABILITIES[target], trainer_resources=trainer_resources(target, options))
+    return runner.run(create_pipeline(config, capabilities))
 
 
 def load_job(path: str) -> dict:

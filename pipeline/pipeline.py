@@ -36,7 +36,30 @@ from pipeline.config import SPLITS, PipelineConfig
 
 TRAINER_RUN_FN = "models.trainer_module.run_fn"
 BLESSING_METRIC = "dice_per_tumor_slice_mean"
-ORCHESTRATORS = ("local", "kfp", "vertex")
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What differs between the places the pipeline runs; each runner decides its own.
+
+    resolvers: the orchestrator runs Resolver nodes. Then the served model
+      (the Evaluator's baseline, the warm start) is the latest blessed model
+      and the drift check compares with the previous statistics; without them
+      (open-source KFP: "resolver executors not implemented") the served model
+      is read from the push destination by LatestPushedModel, and there is no
+      drift check.
+    custom_resolver_strategies: Resolvers may use our strategy class (a first
+      run resolves nothing without failing); Vertex compiles TFX's own only.
+    trainer_resources: a Kubeflow V2 ResourceSpec (CPU, memory, GPUs) for the
+      Trainer (LocalDagRunner rejects platform configs).
+    """
+
+    resolvers: bool = True
+    custom_resolver_strategies: bool = True
+    trainer_resources: object | None = None
+
+
+LOCAL = Capabilities()
 
 
 def code_fingerprint(*packages: str) -> str:
@@ -86,7 +109,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     per_slice = [
         tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=_threshold(lower_bound=config.min_tumor_slice_dice)),
         tfma.PerSliceMetricThreshold(
-            slicing_specs=[overall, small] if config.guard_small_tumors else [overall],
+            slicing_specs=[overall, small] if config.small_tumor_guard else [overall],
             threshold=_threshold(max_regression=config.max_dice_regression),
         ),
     ]
@@ -111,9 +134,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def _served_model(config: PipelineConfig, orchestrator: str, fallback=None, name: str = "served_model"):
+def _served_model(config: PipelineConfig, capabilities: Capabilities, fallback=None, name: str = "served_model"):
     """A node whose `model` output is the currently served model (see the module docstring)."""
-    if orchestrator == "kfp":
+    if not capabilities.resolvers:
         return LatestPushedModel(push_destination=config.serving_dir, fallback=fallback).with_id(f"latest_pushed_{name}")
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -122,36 +145,26 @@ def _served_model(config: PipelineConfig, orchestrator: str, fallback=None, name
     ).with_id(f"latest_blessed_{name}")
 
 
-def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer_resources=None) -> tfx.dsl.Pipeline:
-    """The pipeline for `orchestrator` ('local', 'kfp' or 'vertex').
+def create_pipeline(config: PipelineConfig, capabilities: Capabilities = LOCAL) -> tfx.dsl.Pipeline:
+    """The pipeline of `config`, shaped by what the orchestrator can do (`capabilities`).
 
-    trainer_resources: a Kubeflow V2 ResourceSpec (CPU, memory, GPUs) for the
-    Trainer, only on the Kubeflow paths (LocalDagRunner rejects platform configs).
+    The runner that executes or compiles it sets the metadata connection.
     """
-    if orchestrator not in ORCHESTRATORS:
-        raise ValueError(f"orchestrator must be one of {ORCHESTRATORS}, got {orchestrator!r}")
-    if trainer_resources is not None and orchestrator == "local":
-        raise ValueError("trainer_resources apply to Kubeflow targets only")
     slice_files = slice_executor.SLICE_FILES_PATTERN
     example_gen = FileBasedExampleGen(
         input_base=config.data_dir,
         input_config=tfx.proto.Input(
             splits=[
-                tfx.proto.Input.Split(name="all", pattern=f"{config.span_pattern}/{slice_files}" if config.span_pattern else slice_files)
+                tfx.proto.Input.Split(
+                    name="all", pattern=f"{config.ingestion.span_pattern}/{slice_files}" if config.ingestion.span_pattern else slice_files
+                )
             ]
         ),
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
-                splits=[
-                    tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in zip(SPLITS, config.split_hash_buckets)
-                ],
-                partition_feature_name=features.CASE_ID,
-            )
-        ),
+        output_config=slice_executor.split_by_patient(SPLITS, config.ingestion.split_hash_buckets),
         custom_config=slice_executor.make_custom_config(
-            max_rejected_fraction=config.max_rejected_fraction,
-            small_max_pixels=config.small_max_pixels,
-            medium_max_pixels=config.medium_max_pixels,
+            max_rejected_fraction=config.ingestion.max_rejected_fraction,
+            small_max_pixels=config.ingestion.small_max_pixels,
+            medium_max_pixels=config.ingestion.medium_max_pixels,
             context_slices=config.training.context_slices,
             code_version=code_fingerprint(*INGESTION_CODE),
         ),
@@ -165,10 +178,12 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator]
     previous_statistics = None
-    if config.max_drift is not None and orchestrator != "kfp":  # open-source KFP runs no Resolver
+    if config.max_drift is not None and capabilities.resolvers:
         previous_statistics = tfx.dsl.Resolver(
             # Vertex compiles only TFX's own strategy (into a query that tolerates no match).
-            strategy_class=LatestArtifactOrNoneStrategy if orchestrator == "local" else tfx.dsl.experimental.LatestArtifactStrategy,
+            strategy_class=LatestArtifactOrNoneStrategy
+            if capabilities.custom_resolver_strategies
+            else tfx.dsl.experimental.LatestArtifactStrategy,
             statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
         ).with_id("previous_statistics")
         statistics_gen.add_upstream_node(previous_statistics)  # resolve before this run's statistics exist
@@ -176,8 +191,9 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
     anomalies_gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"],
         statistics=statistics_gen.outputs["statistics"],
+        # max_drift is read only with previous statistics, which exist only when the check is on.
         previous_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None,
-        max_drift=config.max_drift if config.max_drift is not None else 1.0,
+        **({"max_drift": config.max_drift} if previous_statistics else {}),
     )
     positive_pixel_weight = PositivePixelWeight(examples=example_gen.outputs["examples"], split="train")
     positive_pixel_weight.add_upstream_node(anomalies_gate)
@@ -185,7 +201,7 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
 
     warm_start = None
     if config.warm_start_from_served:
-        warm_start = _served_model(config, orchestrator, name="model_for_warm_start")
+        warm_start = _served_model(config, capabilities, name="model_for_warm_start")
         components.append(warm_start)
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
@@ -197,9 +213,9 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"training": dataclasses.asdict(config.training), "model_code": code_fingerprint(*MODEL_CODE)},
     )
-    if trainer_resources is not None:
-        trainer.with_platform_config(trainer_resources)
-    baseline = _served_model(config, orchestrator, fallback=trainer.outputs["model"], name="baseline")
+    if capabilities.trainer_resources is not None:
+        trainer.with_platform_config(capabilities.trainer_resources)
+    baseline = _served_model(config, capabilities, fallback=trainer.outputs["model"], name="baseline")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -214,12 +230,10 @@ def create_pipeline(config: PipelineConfig, orchestrator: str = "local", trainer
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
     )
     components += [trainer, baseline, evaluator, pusher]
-    local = orchestrator == "local"
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path) if local else None,
         beam_pipeline_args=list(config.beam_pipeline_args),
     )

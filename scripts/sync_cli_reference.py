@@ -1,10 +1,13 @@
-"""Rewrite the README's CLI reference block from the parser (the test checks they agree)."""
+"""Rewrite the CLI reference block of docs/cli.md from the parser (tests/unet4mri/test_cli.py checks they agree).
+
+Run after changing any option: `.venv/bin/python scripts/sync_cli_reference.py`.
+"""
 
 import pathlib
 
 from unet4mri import cli
 
-readme = pathlib.Path(__file__).parents[1] / "README.md"
-text = readme.read_text()
+reference = pathlib.Path(__file__).parents[1] / "docs" / "cli.md"
+text = reference.read_text()
 begin, end = text.index(cli.REFERENCE_BEGIN), text.index(cli.REFERENCE_END) + len(cli.REFERENCE_END)
-readme.write_text(text[:begin] + cli.cli_reference() + text[end:])
+reference.write_text(text[:begin] + cli.cli_reference() + text[end:])

@@ -10,134 +10,23 @@ import os
 import shlex
 import sys
 
+from models.config import TrainingConfig
+from pipeline.config import PipelineConfig
 from unet4mri import quiet
+from unet4mri.config_options import add_options, config_from_args
 
 DEFAULT_DATA_DIR = "data/synthetic"
 DEFAULT_OUTPUT_DIR = "output"
 
 
-def _training_options(parser: argparse.ArgumentParser) -> None:
-    from models.config import LOSSES, MODELS, N_FILTERS, TrainingConfig
-
-    defaults = TrainingConfig()
-    group = parser.add_argument_group("training")
-    group.add_argument("--model", choices=MODELS, default=defaults.model, help="network (default: %(default)s)")
-    group.add_argument("--loss", choices=LOSSES, default=defaults.loss, help="loss (default: %(default)s)")
-    group.add_argument(
-        "--n-filters", type=int, choices=N_FILTERS, default=defaults.n_filters, help="filters of the first level (default: %(default)s)"
-    )
-    group.add_argument("--depth", type=int, default=defaults.depth, help="down-sampling levels (default: %(default)s)")
-    group.add_argument("--dropout", type=float, default=defaults.dropout_rate, help="spatial dropout rate (default: %(default)s)")
-    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-    group.add_argument(
-        "--epochs", type=int, default=defaults.epochs, help="maximum epochs; early stopping on validation Dice (default: %(default)s)"
-    )
-    group.add_argument(
-        "--patience", type=int, default=defaults.early_stopping_patience, help="early-stopping patience in epochs (default: %(default)s)"
-    )
-    group.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
-    group.add_argument("--image-size", type=int, default=defaults.image_size, help="training resolution in pixels (default: %(default)s)")
-    group.add_argument(
-        "--tumor-slice-fraction",
-        type=float,
-        default=defaults.tumor_slice_fraction,
-        help="share of tumor slices per batch (default: %(default)s)",
-    )
-    group.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    group.add_argument("--patch-size", type=int, default=None, help="train on PxP crops at --image-size (e.g. 96 with --image-size 256)")
-    group.add_argument(
-        "--tumor-patch-fraction",
-        type=float,
-        default=defaults.tumor_patch_fraction,
-        help="share of patches centered on tumor (default: %(default)s)",
-    )
-    group.add_argument(
-        "--context-slices", type=int, default=0, help="add the K slices below and above as input channels (default: %(default)s)"
-    )
-    group.add_argument(
-        "--inference-window", type=int, default=None, help="exported model: tile slices larger than this (Gaussian blending)"
-    )
-    group.add_argument("--deep-supervision", action="store_true", help="UNet++: train every head")
-    group.add_argument(
-        "--prune-level", type=int, default=None, help="UNet++ with deep supervision: export the sub-network of this head (1..depth)"
-    )
-    group.add_argument("--warm-start", default=None, metavar="SAVED_MODEL", help="initialize from a pushed model")
-    group.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
-    group.add_argument("--mixed-precision", choices=("float16", "bfloat16"), default=None, help="GPU: compute in half precision")
-    group.add_argument("--jit-compile", action="store_true", help="compile training steps with XLA")
-
-
-def training_config_from_args(args: argparse.Namespace):
-    from models.config import TrainingConfig
-
-    return TrainingConfig(
-        model=args.model,
-        loss=args.loss,
-        n_filters=args.n_filters,
-        depth=args.depth,
-        dropout_rate=args.dropout,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        early_stopping_patience=args.patience,
-        learning_rate=args.learning_rate,
-        image_size=args.image_size,
-        tumor_slice_fraction=args.tumor_slice_fraction,
-        augment=not args.no_augment,
-        patch_size=args.patch_size,
-        tumor_patch_fraction=args.tumor_patch_fraction,
-        inference_window=args.inference_window,
-        context_slices=args.context_slices,
-        deep_supervision=args.deep_supervision,
-        prune_level=args.prune_level,
-        warm_start_model=os.path.abspath(args.warm_start) if args.warm_start else None,
-        seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile,
-    )
-
-
-def _pipeline_config(args: argparse.Namespace, local: bool):
-    from pipeline.config import PipelineConfig
-
+def _pipeline_config(args: argparse.Namespace, local: bool) -> PipelineConfig:
     def where(path: str) -> str:
         return os.path.abspath(path) if local or "://" not in path else path
 
     beam_args = tuple(shlex.split(args.beam_args)) if getattr(args, "beam_args", None) else PipelineConfig.beam_pipeline_args
-    return PipelineConfig(
-        data_dir=where(args.data_dir),
-        output_dir=where(args.output_dir),
-        training=training_config_from_args(args),
-        min_tumor_slice_dice=args.min_tumor_slice_dice,
-        max_dice_regression=args.max_dice_regression,
-        guard_small_tumors=not args.no_small_tumor_guard,
-        max_rejected_fraction=args.max_rejected_fraction,
-        span_pattern=args.span_pattern,
-        max_drift=args.max_drift if args.max_drift > 0 else None,
-        warm_start_from_served=args.warm_start_from_served,
-        beam_pipeline_args=beam_args,
+    return config_from_args(
+        PipelineConfig, args, data_dir=where(args.data_dir), output_dir=where(args.output_dir), beam_pipeline_args=beam_args
     )
-
-
-def _pipeline_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pipeline")
-    group.add_argument(
-        "--min-tumor-slice-dice", type=float, default=0.5, help="blessing threshold on the test split (default: %(default)s)"
-    )
-    group.add_argument(
-        "--max-dice-regression", type=float, default=0.0, help="tolerated drop of Dice against the served model (default: %(default)s)"
-    )
-    group.add_argument(
-        "--max-rejected-fraction", type=float, default=0.0, help="unreadable slices tolerated before the run fails (default: %(default)s)"
-    )
-    group.add_argument(
-        "--max-drift",
-        type=float,
-        default=0.05,
-        help="stop when a drift feature's Jensen-Shannon divergence from the previous run exceeds this; 0: no check (default: %(default)s)",
-    )
-    group.add_argument("--no-small-tumor-guard", action="store_true", help="check regressions on all slices only, not on small tumors too")
-    group.add_argument("--span-pattern", default=None, help="read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")
-    group.add_argument("--warm-start-from-served", action="store_true", help="initialize training from the served model, if any")
 
 
 def command_generate_data(args: argparse.Namespace) -> int:
@@ -223,7 +112,7 @@ def command_build_model(args: argparse.Namespace) -> int:
     from models import networks
     from models.trainer_module import load_weights_from
 
-    config = training_config_from_args(args)
+    config = config_from_args(TrainingConfig, args)
     model = networks.build_model(config)
     if args.weights:
         if os.path.isdir(args.weights):
@@ -261,9 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
     run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="slices in the kaggle_3m layout (default: %(default)s)")
     run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="artifacts, metadata and pushed models (default: %(default)s)")
-    _pipeline_options(run)
     run.add_argument("--no-report", action="store_true", help="do not write OUTPUT_DIR/report.html")
-    _training_options(run)
+    add_options(run, PipelineConfig, "pipeline")
     run.set_defaults(handler=command_run)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a pushed model on a kaggle_3m-layout folder")
@@ -302,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--output-dir", required=True, help="run root on the cluster: OUTPUT/tfx is the pipeline root, OUTPUT/serving_model the push target"
     )
-    _pipeline_options(compile_)
-    _training_options(compile_)
+    add_options(compile_, PipelineConfig, "pipeline")
     compile_.set_defaults(handler=command_compile)
 
     schedule_ = commands.add_parser("schedule", help="create a recurring run of a compiled package")
@@ -316,13 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     schedule_.add_argument("--name", default="unet4mri-retraining", help="(default: %(default)s)")
     schedule_.set_defaults(handler=command_schedule)
 
-    reference = commands.add_parser("reference", help="print this command's reference (the README's CLI section)")
+    reference = commands.add_parser("reference", help="print this command's reference (docs/cli.md)")
     reference.set_defaults(handler=command_reference)
 
     build = commands.add_parser("build-model", help="build a network and print its size")
     build.add_argument("--weights", default=None, help="a .weights.h5 file or a pushed SavedModel to load")
     build.add_argument("--summary", action="store_true", help="print the layer summary")
-    _training_options(build)
+    add_options(build, TrainingConfig, "training")
     build.set_defaults(handler=command_build_model)
     return parser
 
@@ -332,7 +219,7 @@ REFERENCE_END = "<!-- end of cli-reference -->"
 
 
 def cli_reference() -> str:
-    """The help of every subcommand, as the Markdown block the README carries."""
+    """The help of every subcommand, as the Markdown block that docs/cli.md carries."""
     parser = build_parser()
     blocks = [REFERENCE_BEGIN]
     subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))

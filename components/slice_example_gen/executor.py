@@ -58,15 +58,21 @@ def make_custom_config(**options: Any) -> example_gen_pb2.CustomConfig:
     return config
 
 
-def executor_properties(input_base: str, split_hash_buckets: tuple[int, ...], split_names: tuple[str, ...], **options: Any) -> dict:
-    """ExampleGen's exec properties for running this executor directly (tests, benchmarks):
-    all slices of `input_base`, split by patient into `split_names` by `split_hash_buckets`."""
-    output_config = example_gen_pb2.Output(
+def split_by_patient(split_names: tuple[str, ...], split_hash_buckets: tuple[int, ...]) -> example_gen_pb2.Output:
+    """ExampleGen's output config: splits `split_names` in proportions `split_hash_buckets`,
+    partitioned by the hash of the case id, so that no patient is in two splits."""
+    return example_gen_pb2.Output(
         split_config=example_gen_pb2.SplitConfig(
             splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=b) for name, b in zip(split_names, split_hash_buckets)],
             partition_feature_name=features.CASE_ID,
         )
     )
+
+
+def executor_properties(input_base: str, split_hash_buckets: tuple[int, ...], split_names: tuple[str, ...], **options: Any) -> dict:
+    """ExampleGen's exec properties for running this executor directly (tests, benchmarks):
+    all slices of `input_base`, split by patient into `split_names` by `split_hash_buckets`."""
+    output_config = split_by_patient(split_names, split_hash_buckets)
     return {
         standard_component_specs.INPUT_BASE_KEY: input_base,
         standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs: what ingestion does with each (see README, "Data problems").
+"""The catalogue of bad inputs: what ingestion does with each (see docs/data.md, "Data problems").
 
 Every case damages a small clean dataset (3 patients x 2 slices, 256x256) and
 runs the ingestion executor with `max_rejected_fraction=0.5`. Expected:

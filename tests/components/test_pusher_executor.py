@@ -109,11 +109,3 @@ def test_latest_version_is_the_numerically_newest_complete_version(tmp_path):
     _model(serving / ".300.partial")  # a push in progress
     assert latest_version_dir(str(serving)) == str(serving / "100")
     assert latest_version_dir(str(tmp_path / "empty")) is None
-
-
-def test_versions_are_ordered_as_numbers_and_other_names_are_ignored():
-    from core.contracts import versions_newest_first
-
-    names = ["9", "10/", "100", "README", ".11.partial", "1e3", "-5", "8"]  # '10/': a GCS listing
-    assert versions_newest_first(names) == ["100", "10", "9", "8"]
-    assert versions_newest_first([]) == []

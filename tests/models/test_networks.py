@@ -53,7 +53,7 @@ def test_standardization_makes_the_network_blind_to_scanner_gain():
 
 
 def test_reference_parameter_counts_with_32_filters():
-    """The papers' UNet (32->512) has about 7.76 M parameters and UNet++ about 9.04 M; ours are printed in the README."""
+    """The papers' UNet (32->512) has about 7.76 M parameters and UNet++ about 9.04 M; ours are printed in docs/models.md."""
     unet = networks.build_model(testing_config(model="unet", n_filters=32, depth=4, image_size=64))
     unet_pp = networks.build_model(testing_config(model="unetpp", n_filters=32, depth=4, image_size=64))
     assert 7.0e6 < unet.count_params() < 8.5e6

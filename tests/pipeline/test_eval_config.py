@@ -12,10 +12,8 @@ SMALL_SLICE = (("tumor_size_bucket", "small"),)
 OVERALL = ()
 
 
-def _eval_config(guard_small_tumors: bool) -> tfma.EvalConfig:
-    config = testing_pipeline_config(
-        "data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, guard_small_tumors=guard_small_tumors
-    )
+def _eval_config(small_tumor_guard: bool) -> tfma.EvalConfig:
+    config = testing_pipeline_config("data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, small_tumor_guard=small_tumor_guard)
     return pipeline.eval_config(config)
 
 
@@ -37,14 +35,14 @@ def _thresholds(eval_config: tfma.EvalConfig) -> list[tuple]:
 
 
 def test_floor_is_overall_and_the_regression_guard_covers_small_tumors():
-    assert _thresholds(_eval_config(guard_small_tumors=True)) == [
+    assert _thresholds(_eval_config(small_tumor_guard=True)) == [
         ([{}], "value", "lower_bound", 0.6),
         ([{}, {"tumor_size_bucket": "small"}], "change", "HIGHER_IS_BETTER", -0.02),
     ]
 
 
 def test_without_the_small_tumor_guard_only_the_overall_change_is_checked():
-    assert _thresholds(_eval_config(guard_small_tumors=False)) == [
+    assert _thresholds(_eval_config(small_tumor_guard=False)) == [
         ([{}], "value", "lower_bound", 0.6),
         ([{}], "change", "HIGHER_IS_BETTER", -0.02),
     ]
@@ -82,9 +80,9 @@ def _blessed(eval_config: tfma.EvalConfig, slice_key, dice: float, change: float
     ],
 )
 def test_tfma_blesses_by_floor_and_regression(slice_key, dice, change, blessed):
-    assert _blessed(_eval_config(guard_small_tumors=True), slice_key, dice, change) is blessed
+    assert _blessed(_eval_config(small_tumor_guard=True), slice_key, dice, change) is blessed
 
 
 def test_without_the_guard_a_small_tumor_regression_is_blessed():
-    assert _blessed(_eval_config(guard_small_tumors=False), SMALL_SLICE, 0.1, -0.03) is True
-    assert _blessed(_eval_config(guard_small_tumors=False), OVERALL, 0.7, -0.03) is False
+    assert _blessed(_eval_config(small_tumor_guard=False), SMALL_SLICE, 0.1, -0.03) is True
+    assert _blessed(_eval_config(small_tumor_guard=False), OVERALL, 0.7, -0.03) is False

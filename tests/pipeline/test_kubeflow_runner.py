@@ -4,12 +4,15 @@ import kfp.components
 import pytest
 
 from pipeline import schedule
-from pipeline.config import PipelineConfig
+from pipeline.config import IngestionConfig, PipelineConfig
 from pipeline.kubeflow_runner import ClusterOptions, compile_pipeline, load_job
-from pipeline.pipeline import create_pipeline
+from pipeline.local_runner import run_local
+from pipeline.pipeline import Capabilities
 
 DATA_TASKS = {"FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate", "PositivePixelWeight"}
-CONFIG = PipelineConfig(data_dir="gs://bucket/lgg", output_dir="gs://bucket/unet4mri", span_pattern="span-{SPAN}")
+CONFIG = PipelineConfig(
+    data_dir="gs://bucket/lgg", output_dir="gs://bucket/unet4mri", ingestion=IngestionConfig(span_pattern="span-{SPAN}")
+)
 OPTIONS = ClusterOptions(image="registry/unet4mri:cpu", trainer_image="registry/unet4mri:gpu", gpus=2, cpu=8, memory=32)
 
 
@@ -93,7 +96,7 @@ def test_wrong_package_extensions_and_local_resources_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"\.yaml or \.yml"):
         compile_pipeline(CONFIG, "kfp", str(tmp_path / "p.json"), OPTIONS)
     with pytest.raises(ValueError, match="Kubeflow targets only"):
-        create_pipeline(CONFIG, "local", trainer_resources=object())
+        run_local(CONFIG, Capabilities(trainer_resources=object()))
     with pytest.raises(ValueError, match="image"):
         ClusterOptions(image="")
 

@@ -38,7 +38,9 @@ def test_the_drift_check_resolves_before_this_runs_statistics(tmp_path):
     built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05))
     statistics_gen = _node(built, "StatisticsGen")
     assert "previous_statistics" in {node.id for node in statistics_gen.upstream_nodes}
-    kfp = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05), orchestrator="kfp")
+    kfp = pipeline.create_pipeline(
+        testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), max_drift=0.05), pipeline.Capabilities(resolvers=False)
+    )
     assert "previous_statistics" not in {component.id for component in kfp.components}
 
 
@@ -66,12 +68,29 @@ def test_the_schema_is_imported_by_content_so_an_edited_schema_is_not_served_fro
         assert _node(built, "ImportSchemaGen").exec_properties["schema_text"] == schema_file.read()
 
 
+def test_warm_start_from_the_served_model_is_one_option_that_adds_the_served_model_node(tmp_path):
+    from models.config import WARM_START_SERVED, testing_config
+
+    def trainer_inputs(config):
+        built = pipeline.create_pipeline(config)
+        return _node(built, "Trainer").inputs, {component.id for component in built.components}
+
+    inputs, ids = trainer_inputs(testing_pipeline_config(str(tmp_path), str(tmp_path / "out")))
+    assert "base_model" not in inputs and "latest_blessed_model_for_warm_start" not in ids
+    served = testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), training=testing_config(warm_start=WARM_START_SERVED))
+    inputs, ids = trainer_inputs(served)
+    assert "base_model" in inputs and "latest_blessed_model_for_warm_start" in ids
+
+
 def test_example_gen_splits_by_patient_in_the_configured_proportions(tmp_path):
     """Slices of one patient must never land in two splits (test Dice would leak from training)."""
     from tfx import v1 as tfx
     from tfx.utils import proto_utils
 
-    built = pipeline.create_pipeline(testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), split_hash_buckets=(7, 2, 5)))
+    from pipeline.config import IngestionConfig
+
+    config = testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), ingestion=IngestionConfig(split_hash_buckets=(7, 2, 5)))
+    built = pipeline.create_pipeline(config)
     output_config = proto_utils.json_to_proto(_node(built, "FileBasedExampleGen").exec_properties["output_config"], tfx.proto.Output())
     split_config = output_config.split_config
     assert split_config.partition_feature_name == "case_id"

@@ -12,10 +12,12 @@ from components.anomalies_gate import DataValidationError
 from core import slices, synthetic_data
 from models.config import testing_config
 from pipeline import run_summary
-from pipeline.config import testing_pipeline_config
+from pipeline.config import IngestionConfig, testing_pipeline_config
 from pipeline.local_runner import run_local
+from pipeline.pipeline import LOCAL, Capabilities
 
 pytestmark = pytest.mark.e2e
+SPANS = IngestionConfig(span_pattern="span-{SPAN}")
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +29,14 @@ def spans(tmp_path_factory):
     return str(root)
 
 
-@pytest.mark.parametrize("variant", ["local", "kfp"])
-def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_path, variant):
+@pytest.mark.parametrize("capabilities", [LOCAL, Capabilities(resolvers=False)], ids=["resolvers", "kfp-without-resolvers"])
+def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_path, capabilities):
     """Both ways of finding the served model (Resolver; LatestPushedModel on KFP) decide the same."""
     good = testing_config(epochs=12, early_stopping_patience=12, learning_rate=5e-3)
-    config = testing_pipeline_config(spans, str(tmp_path), training=good, span_pattern="span-{SPAN}", guard_small_tumors=False)
+    config = testing_pipeline_config(spans, str(tmp_path), training=good, ingestion=SPANS, small_tumor_guard=False)
     os.rename(os.path.join(spans, "span-2"), os.path.join(spans, "hidden-2"))  # only span 1 exists at first
     try:
-        first = run_local(config, variant)
+        first = run_local(config, capabilities)
     finally:
         os.rename(os.path.join(spans, "hidden-2"), os.path.join(spans, "span-2"))
     assert first.blessed and first.pushed_to
@@ -42,8 +44,8 @@ def test_a_worse_candidate_is_not_pushed_and_the_served_model_stays(spans, tmp_p
 
     # Span 2 arrives; the candidate is deliberately broken: one epoch at a learning rate that cannot learn.
     broken = testing_config(epochs=1, learning_rate=1e-7)
-    second_config = testing_pipeline_config(spans, str(tmp_path), training=broken, span_pattern="span-{SPAN}", guard_small_tumors=False)
-    second = run_local(second_config, variant)
+    second_config = testing_pipeline_config(spans, str(tmp_path), training=broken, ingestion=SPANS, small_tumor_guard=False)
+    second = run_local(second_config, capabilities)
     trainer = next(run for run in second.components if run.component == "Trainer")
     assert trainer.state == "complete"  # it trained on the new span
     assert second.blessed is False and second.pushed_to is None
@@ -61,7 +63,7 @@ def test_a_span_from_a_brighter_scanner_stops_before_training(tiny_dataset, tmp_
     for pair in slices.find_slice_pairs(str(tmp_path / "hidden-2")):  # same patients and masks, 1.5x the intensities
         image = tifffile.imread(pair.image_path).astype(np.float32) * 1.5
         tifffile.imwrite(pair.image_path, np.clip(image, 0, 255).astype(np.uint8))
-    config = testing_pipeline_config(str(tmp_path / "data"), str(tmp_path / "out"), span_pattern="span-{SPAN}", max_drift=0.05)
+    config = testing_pipeline_config(str(tmp_path / "data"), str(tmp_path / "out"), ingestion=SPANS, max_drift=0.05)
     first = run_local(config)
     assert first.pushed_to
     os.rename(tmp_path / "hidden-2", tmp_path / "data" / "span-2")

@@ -59,9 +59,9 @@ def test_evaluate_writes_the_documented_json(tmp_path, tiny_dataset, tiny_model_
     assert set(result["by_size"]) <= {"none", "small", "medium", "large"} and "none" in result["by_size"]
 
 
-def test_readme_cli_reference_is_in_sync_with_the_parser():
+def test_docs_cli_reference_is_in_sync_with_the_parser():
     import pathlib
 
-    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
-    begin, end = readme.index(cli.REFERENCE_BEGIN), readme.index(cli.REFERENCE_END) + len(cli.REFERENCE_END)
-    assert readme[begin:end] == cli.cli_reference(), "run: .venv/bin/unet4mri reference, and paste it into README.md"
+    reference = (pathlib.Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    begin, end = reference.index(cli.REFERENCE_BEGIN), reference.index(cli.REFERENCE_END) + len(cli.REFERENCE_END)
+    assert reference[begin:end] == cli.cli_reference(), "run: .venv/bin/python scripts/sync_cli_reference.py"

@@ -84,16 +84,14 @@ def _write_eval_config(folder, eval_config) -> str:
     return str(folder)
 
 
-@pytest.mark.parametrize("guard_small_tumors", [True, False])
-def test_blessing_thresholds_in_words(tmp_path, guard_small_tumors):
+@pytest.mark.parametrize("small_tumor_guard", [True, False])
+def test_blessing_thresholds_in_words(tmp_path, small_tumor_guard):
     import tensorflow_model_analysis as tfma
 
     from pipeline import pipeline
     from pipeline.config import testing_pipeline_config
 
-    config = testing_pipeline_config(
-        "data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, guard_small_tumors=guard_small_tumors
-    )
+    config = testing_pipeline_config("data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, small_tumor_guard=small_tumor_guard)
     written = pipeline.eval_config(config)
     # What the Evaluator keeps: change thresholds only when a model is served (a baseline exists).
     first = tfma.utils.update_eval_config_with_defaults(written, has_baseline=False, rubber_stamp=True)
@@ -102,7 +100,7 @@ def test_blessing_thresholds_in_words(tmp_path, guard_small_tumors):
         "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
         "no comparison: no model was served yet",
     ]
-    where = "overall and tumor_size_bucket=small" if guard_small_tumors else "overall"
+    where = "overall and tumor_size_bucket=small" if small_tumor_guard else "overall"
     assert report.blessing_thresholds(_write_eval_config(tmp_path / "later", later)) == [
         "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
         f"dice_per_tumor_slice_mean at most 0.02 below the served model ({where})",
