@@ -19,8 +19,12 @@ ENV TF_USE_LEGACY_KERAS=0 \
 
 WORKDIR /unet4mri
 COPY requirements/lock.txt requirements/lock.txt
+# File systems for the pipeline root: gs:// is built into TensorFlow (tensorflow-io-gcs-filesystem,
+# pinned in the lock); s3:// needs tensorflow-io's plug-in (loaded by pipeline.kfp_entrypoint) for
+# TensorFlow and apache-beam[aws] for Beam. tensorflow-io is not in the lock: unverified offline.
 RUN pip install --upgrade "pip<25" wheel setuptools \
- && pip install -c requirements/lock.txt "tfx[kfp]==1.16.0" "apache-beam[gcp]==2.59.0" \
+ && pip install -c requirements/lock.txt "tfx[kfp]==1.16.0" "apache-beam[gcp,aws]==2.59.0" \
+ && pip install -c requirements/lock.txt "tensorflow-io==0.37.1" \
  && if [ -n "$TENSORFLOW_EXTRA" ]; then pip install "tensorflow[$TENSORFLOW_EXTRA]==2.16.2"; fi
 
 COPY setup.py README.md ./
@@ -32,5 +36,6 @@ COPY core core
 COPY unet4mri unet4mri
 RUN pip install -c requirements/lock.txt . && python -c "import core, components, models, pipeline, unet4mri"
 
-# Kubeflow V2 runs `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`
-# (set in the compiled spec); every custom component and the trainer import from the package.
+# The compiled specs run `python -m pipeline.kfp_entrypoint` in every container (TFX's runner,
+# with what the open-source KFP launcher leaves out filled in; see docs/kubeflow.md);
+# every custom component and the trainer import from the package.

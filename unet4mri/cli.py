@@ -85,10 +85,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def command_compile(args: argparse.Namespace) -> int:
+    from pipeline.kfp_package import GpuScheduling
     from pipeline.kubeflow_runner import ClusterOptions, compile_pipeline
 
-    options = ClusterOptions(args.image, args.trainer_image, args.gpus, args.gpu_type, args.cpu, args.memory)
-    compile_pipeline(_pipeline_config(args, local=False), args.target, args.output, options)
+    scheduling = GpuScheduling(tuple(args.gpu_toleration), tuple(args.gpu_node_selector))
+    options = ClusterOptions(args.image, args.trainer_image, args.gpus, args.gpu_type, args.cpu, args.memory, scheduling)
+    compile_pipeline(_pipeline_config(args, local=False), args.target, args.output, options, args.pipeline_root)
     print(f"wrote {args.target} package {args.output}")
     return 0
 
@@ -100,12 +102,21 @@ def command_schedule(args: argparse.Namespace) -> int:
         if not args.host:
             raise ValueError("--host is required for --target kfp")
         job = schedule.submit_kfp(schedule.KfpSchedule(args.package, args.cron, args.name), args.host)
+        print(describe_rerun_plan(args.package))
     else:
         if not (args.project and args.region):
             raise ValueError("--project and --region are required for --target vertex")
         job = schedule.submit_vertex(schedule.VertexSchedule(args.package, args.cron, args.project, args.region, args.name))
     print(f"scheduled {args.name}: {job}")
     return 0
+
+
+def describe_rerun_plan(package: str) -> str:
+    from pipeline.kubeflow_runner import load_job
+    from pipeline.schedule import rerun_plan
+
+    plan = rerun_plan(load_job(package))
+    return "\n".join(f"{when}: {', '.join(tasks) or '-'}" for when, tasks in plan.items())
 
 
 def command_build_model(args: argparse.Namespace) -> int:
@@ -184,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--cpu", type=float, default=None, help="CPU cores for the Trainer")
     compile_.add_argument("--memory", type=float, default=None, help="memory (GiB) for the Trainer")
     compile_.add_argument(
+        "--gpu-toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]", help="kfp: a toleration for the Trainer's pod"
+    )
+    compile_.add_argument("--gpu-node-selector", action="append", default=[], metavar="KEY=VALUE", help="kfp: a node label for the Trainer")
+    compile_.add_argument("--pipeline-root", default=None, help="gs:// or s3:// root of the artifacts (default: OUTPUT_DIR/tfx)")
+    compile_.add_argument(
         "--beam-args", default=None, help="Beam options for the data components, e.g. '--runner=DataflowRunner --project=P'"
     )
     compile_.add_argument("--data-dir", required=True, help="data root on the cluster (e.g. gs://bucket/lgg)")
@@ -241,9 +257,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from components.slice_example_gen.executor import IngestionError
     from core.slices import SliceError
     from pipeline.run_lock import RunLockedError
+    from pipeline.schedule import KfpHostError
     from unet4mri.served_model import ModelError
 
-    return (SliceError, ModelError, IngestionError, DataValidationError, EmptyClassError, RunLockedError, FileNotFoundError, ValueError)
+    return (
+        SliceError,
+        ModelError,
+        IngestionError,
+        DataValidationError,
+        EmptyClassError,
+        RunLockedError,
+        KfpHostError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
