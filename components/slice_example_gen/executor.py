@@ -269,6 +269,24 @@ class Executor(BaseExampleGenExecutor):
         return _SlicesToExample
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        """Ingest the slices into split examples, and list the slices refused.
+
+        Args:
+          input_dict: none (FileBasedExampleGen reads `input_base`).
+          output_dict:
+            - examples: one `Examples` artifact; `Split-<name>/` GZIP TFRecords of
+              tf.Examples (data_schema.features), and REJECTED_FILE, a CSV of the
+              refused slice files and why (written even when empty).
+          exec_properties:
+            - input_base: the data root; input_config: its split patterns
+              (ending in SLICE_FILES_PATTERN);
+            - output_config: split names and hash buckets, partitioned by case id;
+            - custom_config: the ingestion options of `make_custom_config`
+              (max_rejected_fraction, bucket thresholds, context_slices, code_version).
+
+        Raises:
+          IngestionError: more than max_rejected_fraction of the slices were refused.
+        """
         examples_dir = artifact_utils.get_single_uri(output_dict[standard_component_specs.EXAMPLES_KEY])
         rejected_lines = os.path.join(examples_dir, "rejected.tsv")
         exec_properties = {**exec_properties, _REJECTED_PATH: rejected_lines}
