@@ -4,8 +4,14 @@ A series folder holds the files of exactly one series (one SeriesInstanceUID);
 a folder with several is an error, since which one is the contrast is not ours
 to guess. DICOM positions are in LPS (x to the patient's left, y posterior);
 nibabel's affines are in RAS: the x and y rows are negated.
+
+GDCM (inside SimpleITK) sets the process's locale to "C" while it reads and
+writes, which turns Python's default text encoding to ASCII for everything
+that runs afterwards; every call here puts the locale back as it was.
 """
 
+import contextlib
+import locale
 import os
 
 import nibabel as nib
@@ -23,7 +29,22 @@ def _sitk():
     return SimpleITK
 
 
+@contextlib.contextmanager
+def _keeping_locale():
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def read_series(folder: str) -> nib.Nifti1Image:
+    """The one DICOM series in `folder` as a NIfTI image (see `_read_series`)."""
+    with _keeping_locale():
+        return _read_series(folder)
+
+
+def _read_series(folder: str) -> nib.Nifti1Image:
     """The one DICOM series in `folder` as a NIfTI image: data [i, j, k] (column, row, slice)
     and the affine of the series' geometry in RAS mm. SliceError naming the folder when it
     holds no series, several, or unreadable files."""
@@ -57,6 +78,12 @@ def lps_affine_to_ras(image) -> np.ndarray:
 
 
 def write_series(data: np.ndarray, affine: np.ndarray, folder: str, series_uid: str, description: str = "") -> list[str]:
+    """Write int16 `data` [i, j, k] with the RAS `affine` as one DICOM series (see `_write_series`)."""
+    with _keeping_locale():
+        return _write_series(data, affine, folder, series_uid, description)
+
+
+def _write_series(data: np.ndarray, affine: np.ndarray, folder: str, series_uid: str, description: str = "") -> list[str]:
     """Write int16 `data` [i, j, k] with the RAS `affine` as one DICOM series, one file per slice k
     (`<folder>/<last part of the uid>_<k>.dcm`); for tests and examples. Returns the file paths."""
     sitk = _sitk()

@@ -154,6 +154,9 @@ def test_bad_volumes_are_one_line_errors_naming_the_file(tmp_path, damage, file,
 
 
 def test_a_dicom_series_reads_with_its_geometry_and_two_series_are_an_error(tmp_path):
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
     affine = np.array([[-0.9, 0, 0, 50.0], [0, -0.9, 0, 60.0], [0, 0, 3.0, -20.0], [0, 0, 0, 1.0]])
     data = np.random.default_rng(0).integers(0, 1000, (16, 18, 5)).astype(np.int16)
     dicom.write_series(data, affine, str(tmp_path / "A" / "A_flair"), "1.2.826.0.1.3680043.2.1125.1.1")
@@ -163,3 +166,4 @@ def test_a_dicom_series_reads_with_its_geometry_and_two_series_are_an_error(tmp_
     dicom.write_series(data, affine, str(tmp_path / "A" / "A_flair"), "1.2.826.0.1.3680043.2.1125.1.2")
     with pytest.raises(volumes.VolumeError, match=r"A_flair: holds 2 DICOM series"):
         volumes.load_volume(str(tmp_path / "A" / "A_flair"))
+    assert locale.setlocale(locale.LC_ALL) == before  # GDCM's "C" locale does not leak out
