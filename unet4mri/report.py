@@ -171,7 +171,6 @@ def volume_metrics_of_split(model_dir: str, examples_uri: str, split: str = "tes
     ingested at, the slices stacked by slice index (slices without head voxels, never ingested, count as empty)."""
     import tensorflow as tf
 
-    model = ServedModel.load(model_dir)
     files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
     spec = {
         features.CASE_ID: tf.io.FixedLenFeature([], tf.string),
@@ -179,11 +178,16 @@ def volume_metrics_of_split(model_dir: str, examples_uri: str, split: str = "tes
         features.PIXEL_SPACING_MM: tf.io.FixedLenFeature([], tf.float32, default_value=features.UNKNOWN_SPACING),
         features.SLICE_SPACING_MM: tf.io.FixedLenFeature([], tf.float32, default_value=features.UNKNOWN_SPACING),
     }
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    for serialized in records.take(1).batch(1):  # TIFF slices carry no spacing: nothing to load the model for
+        if float(tf.io.parse_example(serialized, spec)[features.PIXEL_SPACING_MM][0]) <= 0:
+            return []
+    model = ServedModel.load(model_dir)
     cases: dict[str, dict] = {}
-    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16):
+    for serialized in records.batch(16):
         parsed = tf.io.parse_example(serialized, spec)
         if float(tf.reduce_min(parsed[features.PIXEL_SPACING_MM])) <= 0:
-            return []
+            return []  # a mix of layouts: no volumes to speak of
         _, masks = parse_examples(serialized)
         predicted = model.predict_examples(serialized.numpy()) > metrics.PROBABILITY_THRESHOLD
         for i in range(len(predicted)):
