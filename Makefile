@@ -11,6 +11,8 @@ RUN_ARGS ?=
 # One Keras for every process: Keras 3 (tensorflow_transform would pick tf_keras if unset).
 export TF_USE_LEGACY_KERAS := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
+# Source files and docs are UTF-8 whatever the machine's locale (CI may have none set).
+export PYTHONUTF8 := 1
 
 .PHONY: setup browser run run-nifti test lint bench clean
 

@@ -57,7 +57,7 @@ def test_code_comes_from_the_package_and_nothing_is_unpickled(tmp_path):
         for path in (root / package).rglob("*.py")
     ]
     unpickling = re.compile(r"\bimport (c?pickle|dill|joblib)\b|allow_pickle\s*=\s*True|yaml\.load\(|\beval\(|\bexec\(")
-    assert sources and [str(path) for path in sources if unpickling.search(path.read_text())] == []
+    assert sources and [str(path) for path in sources if unpickling.search(path.read_text(encoding="utf-8"))] == []
 
 
 def test_the_schema_is_imported_by_content_so_an_edited_schema_is_not_served_from_the_cache(tmp_path):
