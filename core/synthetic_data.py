@@ -73,16 +73,20 @@ def case_id(patient_index: int, seed: int) -> str:
     return f"SYN_{site}_{seed % 10000:04d}_{patient_index:04d}"
 
 
+def _check_sizes(patients: int, slices: int, image_size: int) -> None:
+    if patients < 1 or slices < 1:
+        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
+    if not 32 <= image_size <= 1024:
+        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+
+
 def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
     """Write `patients` synthetic cases of `slices` axial slices each; returns the case ids.
 
     A patient depends only on (seed, its index), so a larger dataset extends a
     smaller one with the same seed.
     """
-    if patients < 1 or slices < 1:
-        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
-    if not 32 <= image_size <= 1024:
-        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+    _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
         rng = np.random.default_rng([seed, index])
@@ -208,10 +212,7 @@ def generate_volume_dataset(out_dir: str, patients: int, slices: int, seed: int,
 
     from core import volume_grid
 
-    if patients < 1 or slices < 1:
-        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
-    if not 32 <= image_size <= 1024:
-        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+    _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
         rng = np.random.default_rng([seed, index])

@@ -94,13 +94,18 @@ def _write_slice(pair: slices.SlicePair, image: np.ndarray, predicted: np.ndarra
     )
 
 
+def write_rows(path: str, row_class, rows: list) -> None:
+    """A CSV of dataclass rows: a header of the field names, None as an empty cell."""
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([field.name for field in dataclasses.fields(row_class)])
+        for row in rows:
+            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+
+
 def _write_tables(results: list[SlicePrediction], output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "slices.csv"), "w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow([field.name for field in dataclasses.fields(SlicePrediction)])
-        for row in results:
-            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+    write_rows(os.path.join(output_dir, "slices.csv"), SlicePrediction, results)
     cases: dict[str, list[SlicePrediction]] = {}
     for row in results:
         cases.setdefault(row.case_id, []).append(row)

@@ -14,7 +14,6 @@ Each axial slice is put on the grid the model was trained on
 to the native slice before the threshold.
 """
 
-import csv
 import dataclasses
 import math
 import os
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from core import metrics, overlay, volume_grid, volumes
+from unet4mri.predict import write_rows
 from unet4mri.served_model import ServedModel
 
 PREDICTION_SUFFIX = "_pred_seg.nii.gz"
@@ -132,8 +132,4 @@ def _predict_one(
 
 def _write_cases(results: list[CasePrediction], output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "cases.csv"), "w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow([field.name for field in dataclasses.fields(CasePrediction)])
-        for row in results:
-            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+    write_rows(os.path.join(output_dir, "cases.csv"), CasePrediction, results)
