@@ -11,8 +11,10 @@ RUN_ARGS ?=
 # One Keras for every process: Keras 3 (tensorflow_transform would pick tf_keras if unset).
 export TF_USE_LEGACY_KERAS := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
+# Source files and docs are UTF-8 whatever the machine's locale (CI may have none set).
+export PYTHONUTF8 := 1
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser run run-nifti test lint bench clean
 
 $(VENV)/.installed: setup.py requirements/lock.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
@@ -32,6 +34,16 @@ $(DATA_DIR)/.complete: | setup
 run: setup $(DATA_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
+# The same patients as BraTS-style NIfTI cases (docs/volumes.md).
+NIFTI_DIR ?= data/synthetic-nifti
+$(NIFTI_DIR)/.complete: | setup
+	rm -rf $(NIFTI_DIR).partial
+	$(BIN)/unet4mri generate-data --format nifti --out $(NIFTI_DIR).partial --patients 40 --slices 20 --seed 0
+	rm -rf $(NIFTI_DIR) && mv $(NIFTI_DIR).partial $(NIFTI_DIR) && touch $@
+
+run-nifti: setup $(NIFTI_DIR)/.complete
+	$(BIN)/unet4mri run --data-dir $(NIFTI_DIR) --output-dir $(OUTPUT_DIR)-nifti $(RUN_ARGS)
+
 # Headless Chromium for tests/unet4mri/test_report_browser.py (the report in a real browser):
 # Debian's package, installed where missing (sudo only when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,7 +59,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial
+	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial
 
 # Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=

@@ -23,6 +23,8 @@ setup(
         "tifffile",
         "pillow",
         "nilearn",
+        "nibabel>=5,<6",
+        "SimpleITK>=2.3,<3",
         "matplotlib",
         "tqdm",
     ],

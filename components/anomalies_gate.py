@@ -92,6 +92,20 @@ def AnomaliesGate(  # noqa: N802
     previous_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
     max_drift: tfx.dsl.components.Parameter[float] = 1.0,
 ) -> None:
+    """Fail the run when the data is not fit to train on.
+
+    Args:
+      anomalies: ExampleValidator's `ExampleAnomalies` (`Split-<name>/SchemaDiff.pb`).
+      statistics: this run's `ExampleStatistics` (`Split-<name>/FeatureStats.pb`).
+      previous_statistics: the previous run's statistics, or None: no drift check
+        (also skipped when it is this run's own artifact, a cached rerun).
+      max_drift: the largest Jensen-Shannon divergence allowed on DRIFT_SPLIT.
+
+    No outputs: the components that train depend on this one.
+
+    Raises:
+      DataValidationError: naming every empty split, anomaly and drifted feature.
+    """
     found = empty_splits(statistics.uri, artifact_utils.decode_split_names(statistics.split_names))
     found += describe_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
     if previous_statistics is not None and previous_statistics.uri != statistics.uri and not found:

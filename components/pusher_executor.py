@@ -60,6 +60,23 @@ def push_atomically(model_dir: str, base_directory: str) -> str:
 
 class Executor(tfx_pusher.Executor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        """Push the model if blessed: atomically, and never the served model again.
+
+        Args:
+          input_dict:
+            - model: one `Model` artifact (the SavedModel under SERVING_SUBDIR).
+            - model_blessing: one `ModelBlessing` artifact; nothing is pushed
+              unless its `blessed` custom property is 1.
+          output_dict:
+            - pushed_model: one `PushedModel` artifact; custom properties
+              `pushed` (0 or 1), `pushed_destination` (the version folder) and
+              `pushed_version`. An identical re-push records the served version
+              and copies nothing.
+          exec_properties:
+            - push_destination: JSON of a `PushDestination`; a local
+              `filesystem.base_directory` is pushed to atomically, other
+              destinations by TFX's Pusher.
+        """
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base_directory = destination.filesystem.base_directory if destination.HasField("filesystem") else None

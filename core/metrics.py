@@ -18,6 +18,21 @@ Empty-mask convention, stated once:
 - `empty_slice_fp_rate`: fraction of empty-truth slices with any predicted pixel.
 A metric with nothing to average over (no tumor slice, no empty slice) is NaN,
 written as null in JSON.
+
+Volumes (3D masks at their native resolution, voxel spacing in mm):
+- `volume_ml`: voxels x voxel volume / 1000; `volume_error_ml`: |V(P) - V(T)| in
+  mL, 0 when both are empty.
+- `hausdorff95_mm`: the 95th-percentile Hausdorff distance in mm between the
+  surfaces (mask voxels with a face neighbour outside the mask or the volume):
+  max(p95 of the distances from each truth surface voxel to the nearest
+  prediction surface voxel, p95 the other way), voxel centre to centre, the
+  percentile interpolated linearly (MONAI's `compute_hausdorff_distance`,
+  percentile=95). Empty masks, as BraTS scores them: truth and prediction both
+  empty -> NaN (nothing to measure; such patients are left out of the means, as
+  for Dice); exactly one empty -> the diagonal of the volume in mm, the largest
+  distance possible (BraTS's 373.13 mm for 240 x 240 x 155 voxels of 1 mm).
+- `volume_metrics` gathers them per patient; `summarize_volumes` gives the
+  mean and median over patients whose truth has tumor (VOLUME_METRIC_KEYS).
 """
 
 import dataclasses
@@ -25,6 +40,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+from scipy import ndimage
 
 PROBABILITY_THRESHOLD = 0.5
 
@@ -37,6 +53,14 @@ SLICE_METRIC_KEYS = (
 )
 PATIENT_METRIC_KEYS = ("dice_per_patient_mean", "dice_per_patient_median")
 METRIC_KEYS = PATIENT_METRIC_KEYS + SLICE_METRIC_KEYS
+VOLUME_METRIC_KEYS = (
+    "dice_per_patient_mean",
+    "dice_per_patient_median",
+    "hd95_mm_mean",
+    "hd95_mm_median",
+    "volume_error_ml_mean",
+    "volume_error_ml_median",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,3 +142,71 @@ def summarize(slices: Iterable[SliceCounts]) -> dict[str, float]:
         "tumor_slice_detection_rate": _mean([float(s.pred_pixels > 0) for s in tumor]),
         "empty_slice_fp_rate": _mean([float(s.pred_pixels > 0) for s in empty]),
     }
+
+
+def _binary(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    return mask > PROBABILITY_THRESHOLD if mask.dtype.kind == "f" else mask > 0
+
+
+def _check_volumes(truth: np.ndarray, prediction: np.ndarray, spacing_mm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    truth, prediction = _binary(truth), _binary(prediction)
+    spacing = np.asarray(spacing_mm, dtype=float)
+    if truth.shape != prediction.shape:
+        raise ValueError(f"truth {truth.shape} and prediction {prediction.shape} differ in shape")
+    if spacing.shape != (truth.ndim,) or (spacing <= 0).any():
+        raise ValueError(f"spacing_mm needs {truth.ndim} positive values, got {list(spacing_mm)}")
+    return truth, prediction, spacing
+
+
+def volume_ml(mask: np.ndarray, spacing_mm) -> float:
+    """Volume in mL of a binary mask [x, y, z] with voxel spacing (x, y, z) in mm."""
+    mask, _, spacing = _check_volumes(mask, mask, spacing_mm)
+    return float(mask.sum()) * float(np.prod(spacing)) / 1000.0
+
+
+def volume_error_ml(truth: np.ndarray, prediction: np.ndarray, spacing_mm) -> float:
+    """|V(prediction) - V(truth)| in mL; 0 when both are empty."""
+    return abs(volume_ml(prediction, spacing_mm) - volume_ml(truth, spacing_mm))
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(mask.ndim, 1), border_value=0)
+
+
+def hausdorff95_mm(truth: np.ndarray, prediction: np.ndarray, spacing_mm) -> float:
+    """95th-percentile Hausdorff distance in mm (definition and empty-mask conventions in the module docstring)."""
+    truth, prediction, spacing = _check_volumes(truth, prediction, spacing_mm)
+    if not truth.any() and not prediction.any():
+        return math.nan
+    if not truth.any() or not prediction.any():
+        return float(np.linalg.norm(np.array(truth.shape) * spacing))
+    truth_surface, prediction_surface = _surface(truth), _surface(prediction)
+    to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)[truth_surface]
+    to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=spacing)[prediction_surface]
+    return float(max(np.percentile(to_prediction, 95), np.percentile(to_truth, 95)))
+
+
+def volume_metrics(truth: np.ndarray, prediction: np.ndarray, spacing_mm, case_id: str = "") -> dict:
+    """One patient's 3D metrics: dice (NaN when both are empty), hd95_mm, volume_error_ml, truth_ml, prediction_ml."""
+    truth, prediction, _ = _check_volumes(truth, prediction, spacing_mm)
+    return {
+        "case_id": case_id,
+        "dice": dice_from_counts(float(np.logical_and(truth, prediction).sum()), float(truth.sum()), float(prediction.sum())),
+        "hd95_mm": hausdorff95_mm(truth, prediction, spacing_mm),
+        "volume_error_ml": volume_error_ml(truth, prediction, spacing_mm),
+        "truth_ml": volume_ml(truth, spacing_mm),
+        "prediction_ml": volume_ml(prediction, spacing_mm),
+    }
+
+
+def summarize_volumes(patients: Iterable[dict]) -> dict[str, float]:
+    """VOLUME_METRIC_KEYS: mean and median over the patients (`volume_metrics` rows) whose truth has tumor."""
+    with_tumor = [row for row in patients if row["truth_ml"] > 0]
+    summary = {}
+    for name in ("dice", "hd95_mm", "volume_error_ml"):
+        values = [row[name] for row in with_tumor]
+        key = "dice_per_patient" if name == "dice" else name
+        summary[f"{key}_mean"] = _mean(values)
+        summary[f"{key}_median"] = float(np.median(values)) if values else math.nan
+    return summary

@@ -12,6 +12,12 @@ per-slice tumor areas range from a few dozen to several thousand pixels.
 Slices are written as `<out>/<CASE>/<CASE>_<n>.tif`, uint8 [size, size, 3]
 (pre-contrast, FLAIR, post-contrast), and masks as `<CASE>_<n>_mask.tif`,
 uint8 [size, size] stored 0/255, exactly like the LGG kaggle_3m dataset.
+
+`generate_volume_dataset` writes the same patients as BraTS-style NIfTI case
+folders instead (see `core.volumes`): `<CASE>_t1`, `_flair`, `_t1ce` and `_seg`
+`.nii.gz`, with anisotropic voxels (the slices are several mm apart), each
+patient stored in another axis order and orientation, and the affine turned
+a few degrees, as scanners write them; T1 volumes as int16, FLAIR as float32.
 """
 
 import dataclasses
@@ -67,16 +73,20 @@ def case_id(patient_index: int, seed: int) -> str:
     return f"SYN_{site}_{seed % 10000:04d}_{patient_index:04d}"
 
 
+def _check_sizes(patients: int, slices: int, image_size: int) -> None:
+    if patients < 1 or slices < 1:
+        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
+    if not 32 <= image_size <= 1024:
+        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+
+
 def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
     """Write `patients` synthetic cases of `slices` axial slices each; returns the case ids.
 
     A patient depends only on (seed, its index), so a larger dataset extends a
     smaller one with the same seed.
     """
-    if patients < 1 or slices < 1:
-        raise ValueError(f"need at least one patient and one slice, got patients={patients}, slices={slices}")
-    if not 32 <= image_size <= 1024:
-        raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
+    _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
         rng = np.random.default_rng([seed, index])
@@ -95,8 +105,15 @@ def _write_case(folder: str, name: str, images: np.ndarray, masks: np.ndarray) -
 
 def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """One patient: images uint8 [slices, size, size, 3] and masks uint8 [slices, size, size] in 0/1."""
+    images, masks, _ = _synthesize(rng, slices, image_size)
+    return images, masks
+
+
+def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """`synthesize_case`, and the distance between slices in mm."""
     templates = _templates()
     coordinates = _sampling_grid(rng, templates, slices, image_size)
+    slice_mm = float(coordinates[2, 1, 0, 0] - coordinates[2, 0, 0, 0]) if slices > 1 else 1.0
     grey, white, brain = (
         ndimage.map_coordinates(volume, coordinates, order=1, mode="constant")
         for volume in (templates.grey_matter, templates.white_matter, templates.brain)
@@ -124,7 +141,7 @@ def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> t
     gain = rng.uniform(0.75, 1.15, 3) * 255.0
     images = np.clip(signal * gain, 0, 255).astype(np.uint8)
     masks = (lesion > 0.5).astype(np.uint8)
-    return images, masks
+    return images, masks, slice_mm
 
 
 def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int, size: int) -> np.ndarray:
@@ -182,3 +199,49 @@ def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     coefficients = rng.normal(0.0, 0.08, 6)
     log_field = coefficients @ np.stack([u, v, z, u * v, u * u - 0.33, v * v - 0.33]).reshape(6, -1)
     return np.exp(log_field).reshape(shape)
+
+
+# Axis orders the synthetic volumes are stored in, one per patient in turn (RAS+ is the canonical one).
+VOLUME_ORIENTATIONS = (("L", "P", "S"), ("A", "R", "S"), ("R", "A", "S"), ("P", "L", "I"))
+
+
+def generate_volume_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
+    """The patients of `generate_dataset` (same seed, same anatomy and masks) as BraTS-style NIfTI
+    case folders; returns the case ids."""
+    import nibabel as nib
+
+    from core import volume_grid
+
+    _check_sizes(patients, slices, image_size)
+    ids = []
+    for index in range(patients):
+        rng = np.random.default_rng([seed, index])
+        images, masks, slice_mm = _synthesize(rng, slices, image_size)
+        # display [z, rows, columns, ...] -> RAS+ [x, y, z, ...]
+        canonical = np.stack([volume_grid.canonical_plane(image) for image in images], axis=2)
+        labels = np.stack([volume_grid.canonical_plane(mask) for mask in masks], axis=2)
+        pixel_mm = FIELD_OF_VIEW_MM / image_size
+        affine = np.diag([pixel_mm, pixel_mm, slice_mm, 1.0])
+        affine[:3, 3] = -np.array([*canonical.shape[:2], slices]) * affine.diagonal()[:3] / 2
+        target = nib.orientations.axcodes2ornt(VOLUME_ORIENTATIONS[index % len(VOLUME_ORIENTATIONS)])
+        transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), target)
+        stored_affine = _rotation_z(rng.uniform(-6, 6)) @ affine @ nib.orientations.inv_ornt_aff(transform, labels.shape)
+        name = case_id(index, seed)
+        folder = os.path.join(out_dir, name)
+        os.makedirs(folder, exist_ok=True)
+        gains = (16.0, 1.0 / 255.0, 16.0)  # T1s: 16-bit integers; FLAIR: floats in 0..1
+        for suffix, channel, dtype in (("_t1", 0, np.int16), ("_flair", 1, np.float32), ("_t1ce", 2, np.int16)):
+            data = nib.orientations.apply_orientation(canonical[..., channel].astype(np.float32) * gains[channel], transform)
+            nib.save(nib.Nifti1Image(data.astype(dtype), stored_affine), os.path.join(folder, f"{name}{suffix}.nii.gz"))
+        stored_labels = nib.orientations.apply_orientation(labels, transform).astype(np.uint8)
+        nib.save(nib.Nifti1Image(stored_labels, stored_affine), os.path.join(folder, f"{name}_seg.nii.gz"))
+        ids.append(name)
+    return ids
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    """4x4 rotation about the z axis (an oblique acquisition, as far as the reorientation is concerned)."""
+    angle = np.deg2rad(degrees)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return rotation

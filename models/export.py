@@ -1,14 +1,14 @@
-"""Export of the trained network as a SavedModel with two signatures.
+"""Export of the trained network as a SavedModel with three signatures.
 
 - `serving_default`: serialized `tf.train.Example`s (string [batch], the
   ingestion's features; all examples of one call share one height and width)
   -> `probabilities` float32 [batch, height, width] and `mask` uint8
   [batch, height, width] in 0/1, at the examples' own size.
-- `predict_images`: `images` uint8 [batch, height, width, 3] of any height
-  and width -> the same outputs at the input size. With context slices K > 0
-  the images are [batch, height, width, 3 (2K + 1)]: the slice, then the K
-  slices below and the K above (see data_schema.features `context`); K is
-  recorded in `assets.extra/unet4mri.json`.
+- `predict_images`: `images` uint8 [batch, height, width, 3 (2K + 1)] of any
+  height and width -> the same outputs at the input size. K is the number of
+  context slices (K = 0: 3 channels): the slice, then the K slices below and
+  the K above (see data_schema.features `context`); K is recorded in
+  `assets.extra/unet4mri.json`.
 - `predict_images_tta`: the same with test-time augmentation: the mean of the
   probabilities over the identity, left-right, up-down and both flips (4
   network passes, so about 4x the time of `predict_images`).
@@ -60,7 +60,7 @@ def export_serving_model(model: keras.Model, config: TrainingConfig, export_dir:
     tiled = config.inference_window is not None and config.inference_window < config.image_size
 
     def logits_at_training_size(resized, tta: bool):
-        """float32 [B, S, S, 3] at the training size -> tumor logits [B, S, S, 1]."""
+        """float32 [B, S, S, 3 (2K + 1)] at the training size -> tumor logits [B, S, S, 1]."""
         if not tta and not tiled:
             return network(resized, training=False)
 

@@ -1,9 +1,9 @@
 """The tf.data input pipeline: parse, resize, cache, oversample, batch.
 
 Examples are the ingestion's `tf.train.Example`s (see data_schema.features) in
-GZIP TFRecord files. Batches are (images float32 [batch, size, size, 3] with raw
-0..255 intensities, masks float32 [batch, size, size, 1] in 0/1). Augmentation
-is not done here but in the training step, on the accelerator
+GZIP TFRecord files. Batches are (images float32 [batch, size, size, 3 (2K + 1)]
+with raw 0..255 intensities, K the context slices, masks float32 [batch, size, size, 1] in 0/1).
+Augmentation is not done here but in the training step, on the accelerator
 (models.augmentation, models.training_model).
 """
 
@@ -44,7 +44,7 @@ def parse_examples(serialized, with_masks: bool = True, context_slices: int = 0)
 
 
 def resize_pair(images, masks, size: int):
-    """Images to float32 [.., size, size, 3] (area-averaged), masks to 0/1 float32 [.., size, size, 1]."""
+    """Images to float32 [.., size, size, channels] (area-averaged), masks to 0/1 float32 [.., size, size, 1]."""
     images = tf.image.resize(tf.cast(images, tf.float32), [size, size], method="area")
     masks = tf.image.resize(tf.cast(masks, tf.float32), [size, size], method="area")
     return images, tf.cast(masks >= 0.5, tf.float32)

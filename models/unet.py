@@ -1,6 +1,7 @@
 """UNet (Ronneberger et al. 2015) for binary segmentation, in Keras 3.
 
-Input: float32 [batch, height, width, 3], NHWC, raw intensities (0..255 for
+Input: float32 [batch, height, width, 3 (2K + 1)], NHWC (the slice's three MR
+sequences, then K context slices below and K above), raw intensities (0..255 for
 kaggle_3m slices); the first layer standardizes each slice and channel.
 Output: tumor logits float32 [batch, height, width, 1]; the sigmoid lives in
 the loss and in the exported signatures.

@@ -10,6 +10,7 @@ import dataclasses
 import os
 
 from core.config_fields import option
+from core.volumes import VolumeLayout
 from data_schema import features
 from models.config import WARM_START_SERVED, TrainingConfig, testing_config
 
@@ -26,6 +27,9 @@ class IngestionConfig:
       patient keeps its split when others are added.
     span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
       `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
+    volumes: for BraTS-style NIfTI/DICOM case folders (detected by their
+      files), the name suffixes of the contrasts and the label, and the labels
+      that are tumor (`core.volumes.VolumeLayout`).
     """
 
     split_hash_buckets: tuple[int, int, int] = option((14, 3, 3), "hash buckets of the train, eval and test patients")
@@ -33,6 +37,7 @@ class IngestionConfig:
     medium_max_pixels: int = option(features.DEFAULT_MEDIUM_MAX_PIXELS, "largest tumor (pixels, native size) in the medium bucket")
     max_rejected_fraction: float = option(0.0, "share of unreadable slices tolerated before the run fails")
     span_pattern: str | None = option(None, "read the latest span, e.g. 'span-{SPAN}' for DATA_DIR/span-1/, span-2/, ...")
+    volumes: VolumeLayout = VolumeLayout()
 
     def __post_init__(self):
         if len(self.split_hash_buckets) != len(SPLITS) or min(self.split_hash_buckets) < 1:
@@ -48,7 +53,8 @@ class IngestionConfig:
 class PipelineConfig:
     """Where the data and outputs are, and how the pipeline gates.
 
-    data_dir: root of the slices in the kaggle_3m layout.
+    data_dir: root of the data: TIFF slices in the kaggle_3m layout, or BraTS-style
+      case folders of NIfTI volumes or DICOM series (detected by the files).
     output_dir: everything the pipeline writes: `tfx/` (artifacts),
       `metadata.sqlite` (ML Metadata), `serving_model/<version>/` (pushed models).
     min_tumor_slice_dice: the Evaluator blesses (and the Pusher pushes) only a

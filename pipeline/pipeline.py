@@ -166,6 +166,7 @@ def create_pipeline(config: PipelineConfig, capabilities: Capabilities = LOCAL) 
             small_max_pixels=config.ingestion.small_max_pixels,
             medium_max_pixels=config.ingestion.medium_max_pixels,
             context_slices=config.training.context_slices,
+            **dataclasses.asdict(config.ingestion.volumes),
             code_version=code_fingerprint(*INGESTION_CODE),
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(slice_executor.Executor),

@@ -8,6 +8,6 @@ import pathlib
 from unet4mri import cli
 
 reference = pathlib.Path(__file__).parents[1] / "docs" / "cli.md"
-text = reference.read_text()
+text = reference.read_text(encoding="utf-8")
 begin, end = text.index(cli.REFERENCE_BEGIN), text.index(cli.REFERENCE_END) + len(cli.REFERENCE_END)
-reference.write_text(text[:begin] + cli.cli_reference() + text[end:])
+reference.write_text(text[:begin] + cli.cli_reference() + text[end:], encoding="utf-8")

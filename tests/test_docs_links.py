@@ -35,13 +35,13 @@ def test_relative_links_helpers_on_a_known_page():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
-    markdown = page.read_text()
+    markdown = page.read_text(encoding="utf-8")
     broken = []
     for target in relative_links(markdown):
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
         if not file.exists():
             broken.append(f"{target}: no file {file.relative_to(ROOT)}")
-        elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text()):
+        elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text(encoding="utf-8")):
             broken.append(f"{target}: no heading #{anchor} in {file.relative_to(ROOT)}")
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)

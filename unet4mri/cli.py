@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 
+from core.volumes import VolumeLayout
 from models.config import TrainingConfig
 from pipeline.config import PipelineConfig
 from unet4mri import quiet
@@ -30,10 +31,11 @@ def _pipeline_config(args: argparse.Namespace, local: bool) -> PipelineConfig:
 
 
 def command_generate_data(args: argparse.Namespace) -> int:
-    from core.synthetic_data import generate_dataset
+    from core.synthetic_data import generate_dataset, generate_volume_dataset
 
-    ids = generate_dataset(args.out, args.patients, args.slices, args.seed, args.image_size)
-    print(f"wrote {len(ids)} patients x {args.slices} slices ({args.image_size}x{args.image_size}) to {args.out}")
+    generate = generate_volume_dataset if args.format == "nifti" else generate_dataset
+    ids = generate(args.out, args.patients, args.slices, args.seed, args.image_size)
+    print(f"wrote {len(ids)} patients x {args.slices} slices ({args.image_size}x{args.image_size}, {args.format}) to {args.out}")
     return 0
 
 
@@ -55,8 +57,17 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_predict(args: argparse.Namespace) -> int:
     from unet4mri.predict import predict_folder
+    from unet4mri.volume_prediction import is_volume_input, predict_volumes
 
-    results = predict_folder(args.model, args.input, args.output, args.threshold, args.batch_size, tta=args.tta)
+    layout = config_from_args(VolumeLayout, args)
+    if is_volume_input(args.input, layout):
+        cases = predict_volumes(args.model, args.input, args.output, args.threshold, args.batch_size, args.tta, layout)
+        failed = [case for case in cases if case.error]
+        print(f"predicted {len(cases) - len(failed)} cases; masks (*_pred_seg.nii.gz), overlays and cases.csv in {args.output}")
+        for case in failed:
+            print(f"unet4mri: error: {case.error}", file=sys.stderr)
+        return 2 if failed else 0
+    results = predict_folder(args.model, args.input, args.output, args.threshold, args.batch_size, tta=args.tta, pixel_mm=args.pixel_mm)
     cases = {row.case_id for row in results}
     with_tumor = sum(row.pred_pixels > 0 for row in results)
     print(
@@ -74,13 +85,20 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
+    from core.volumes import has_volumes
     from unet4mri import evaluate
 
-    result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size, tta=args.tta)
+    layout = config_from_args(VolumeLayout, args)
+    if os.path.isdir(args.data_dir) and has_volumes(args.data_dir, layout):
+        result = evaluate.evaluate_volumes(args.model, args.data_dir, args.batch_size, args.tta, layout)
+        rows = f"{len(result['patients'])} patients"
+    else:
+        result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size, tta=args.tta)
+        rows = f"{len(result['slices'])} slices"
     evaluate.write_json(result, args.output)
-    overall = {key: value for key, value in result.items() if key not in ("by_size", "slices")}
+    overall = {key: value for key, value in result.items() if key not in ("by_size", "slices", "patients")}
     print(json.dumps(overall, indent=2))
-    print(f"wrote {args.output} ({len(result['slices'])} slices)")
+    print(f"wrote {args.output} ({rows})")
     return 0
 
 
@@ -156,26 +174,44 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--slices", type=int, default=20, help="slices per patient (default: %(default)s)")
     generate.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     generate.add_argument("--image-size", type=int, default=256, help="(default: %(default)s)")
+    generate.add_argument(
+        "--format",
+        choices=("tiff", "nifti"),
+        default="tiff",
+        help="kaggle_3m TIFF slices or BraTS-style NIfTI cases (default: %(default)s)",
+    )
     generate.set_defaults(handler=command_generate_data)
 
     run = commands.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
-    run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="slices in the kaggle_3m layout (default: %(default)s)")
+    run.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="kaggle_3m TIFF slices or BraTS-style case folders (default: %(default)s)"
+    )
     run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="artifacts, metadata and pushed models (default: %(default)s)")
     run.add_argument("--no-report", action="store_true", help="do not write OUTPUT_DIR/report.html")
     add_options(run, PipelineConfig, "pipeline")
     run.set_defaults(handler=command_run)
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a pushed model on a kaggle_3m-layout folder")
+    evaluate = commands.add_parser("evaluate", help="metrics of a pushed model on TIFF slices or labelled volumes")
     _model_options(evaluate)
-    evaluate.add_argument("--data-dir", required=True, help="slices in the kaggle_3m layout")
+    evaluate.add_argument("--data-dir", required=True, help="slices in the kaggle_3m layout, or BraTS-style case folders with labels")
     evaluate.add_argument("--output", required=True, help="JSON file to write")
+    add_options(evaluate, VolumeLayout, "volumes")
     evaluate.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="segment new slices: masks, overlays and CSV summaries")
     _model_options(predict)
-    predict.add_argument("--input", required=True, help="one slice (TIFF/PNG), a case folder or a kaggle_3m-layout root")
+    predict.add_argument(
+        "--input",
+        required=True,
+        help="one slice (TIFF/PNG), a case folder or a kaggle_3m-layout root; or a case's NIfTI file, "
+        "a BraTS-style case folder (NIfTI files or DICOM series folders) or a root of them",
+    )
     predict.add_argument("--output", required=True, help="folder for the results")
     predict.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is tumor (default: %(default)s)")
+    predict.add_argument(
+        "--pixel-mm", type=float, default=None, help="TIFF/PNG input: pixel side in mm, to report tumor areas in mm² (volumes know theirs)"
+    )
+    add_options(predict, VolumeLayout, "volumes")
     predict.set_defaults(handler=command_predict)
 
     report = commands.add_parser("report", help="write a self-contained HTML report of a run")

@@ -1,8 +1,13 @@
-"""Evaluation of a pushed model on any folder in the kaggle_3m layout.
+"""Evaluation of a pushed model on a folder in the kaggle_3m layout or of BraTS-style volumes.
 
 Uses the exported `predict_images` signature (through `served_model`) at the slices' native size and
-the metric definitions of `core.metrics`; the JSON keys are those metrics,
-`by_size` (tumor-size bucket -> the per-slice metrics) and `slices`.
+the metric definitions of `core.metrics`. On TIFF slices the JSON keys are
+those metrics, `by_size` (tumor-size bucket -> the per-slice metrics) and
+`slices`. On volumes (`evaluate_volumes`), every case is predicted as
+`unet4mri predict` does and scored in 3D at its native resolution: the keys
+are `core.metrics.VOLUME_METRIC_KEYS` (per-patient Dice, HD95 in mm, absolute
+volume error in mL: mean and median over patients with tumor) and `patients`
+(one row per case, with both volumes in mL).
 """
 
 import dataclasses
@@ -10,9 +15,10 @@ import json
 import math
 import os
 
-from core import metrics, slices
+from core import metrics, slices, volumes
 from data_schema import features
 from unet4mri.served_model import ServedModel
+from unet4mri.volume_prediction import predict_case
 
 
 def predict_counts(model: ServedModel, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
@@ -51,6 +57,23 @@ def evaluate_model(model_dir: str, data_dir: str, batch_size: int = 16, tta: boo
     """Metrics of the model in `model_dir` (a SavedModel or a Pusher base folder) on `data_dir`
     (tta: with flip test-time augmentation)."""
     return report(predict_counts(ServedModel.load(model_dir, tta=tta), slices.find_slice_pairs(data_dir), batch_size))
+
+
+def evaluate_volumes(
+    model_dir: str, data_dir: str, batch_size: int = 16, tta: bool = False, layout: volumes.VolumeLayout = volumes.DEFAULT_LAYOUT
+) -> dict:
+    """3D metrics of the model on the labelled volume cases under `data_dir` (see the module docstring);
+    VolumeError naming the file for a case without its label or that cannot be read."""
+    cases, problems = volumes.find_volume_cases(data_dir, layout, labels_required=True)
+    if problems:
+        raise volumes.VolumeError(problems[0][1])
+    model = ServedModel.load(model_dir, tta=tta)
+    patients = []
+    for case in cases:
+        loaded = volumes.load_case(case, layout)
+        *_, predicted = predict_case(model, loaded, metrics.PROBABILITY_THRESHOLD, batch_size)
+        patients.append(metrics.volume_metrics(loaded.mask, predicted, loaded.spacing_mm, case.case_id))
+    return _nan_to_none({**metrics.summarize_volumes(patients), "patients": patients})
 
 
 def write_json(result: dict, path: str) -> None:

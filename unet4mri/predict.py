@@ -4,7 +4,9 @@ Per slice: `<output>/<case>/<name>_pred_mask.tif` (uint8 0/255, the dataset's
 own convention) and `<name>_overlay.png` (the slice with the truth outline in
 green where a mask exists and the predicted outline in red). Per run:
 `slices.csv` (one row per slice) and `cases.csv` (per case: tumor volume in
-pixels and the slices with tumor).
+pixels and the slices with tumor). TIFF slices carry no spacing: with
+`pixel_mm` (the side of a pixel in mm) areas are also given in mm².
+Volumes (NIfTI, DICOM) are predicted by `unet4mri.volume_prediction`.
 """
 
 import csv
@@ -30,6 +32,7 @@ class SlicePrediction:
     pred_pixels: int
     truth_pixels: int | None
     dice: float | None
+    tumor_area_mm2: float | None = None
 
 
 def find_inputs(path: str) -> list[slices.SlicePair]:
@@ -44,18 +47,28 @@ def find_inputs(path: str) -> list[slices.SlicePair]:
 
 
 def predict_folder(
-    model_dir: str, input_path: str, output_dir: str, threshold: float = 0.5, batch_size: int = 16, tta: bool = False
+    model_dir: str,
+    input_path: str,
+    output_dir: str,
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    tta: bool = False,
+    pixel_mm: float | None = None,
 ) -> list[SlicePrediction]:
     """Predict every slice at `input_path`, write masks, overlays and the CSV summaries
-    (tta: with flip test-time augmentation, 4x the network passes)."""
+    (tta: with flip test-time augmentation, 4x the network passes; pixel_mm: pixel side in mm, for areas in mm²)."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if pixel_mm is not None and not pixel_mm > 0:
+        raise ValueError(f"pixel_mm must be > 0, got {pixel_mm}")
     pairs = find_inputs(input_path)
     model = ServedModel.load(model_dir, tta=tta)  # a lone slice is its own context
     results = []
     batches = tqdm(total=len(pairs), desc="predicting", unit="slice", leave=False)
     for index, image, probabilities in model.predict_pairs(pairs, batch_size):
-        results.append(_write_slice(pairs[index], image, probabilities > threshold, output_dir))
+        result = _write_slice(pairs[index], image, probabilities > threshold, output_dir)
+        area = None if pixel_mm is None else result.pred_pixels * pixel_mm**2
+        results.append(dataclasses.replace(result, tumor_area_mm2=area))
         batches.update()
     batches.close()
     results.sort(key=lambda r: (r.case_id, r.name))
@@ -81,19 +94,25 @@ def _write_slice(pair: slices.SlicePair, image: np.ndarray, predicted: np.ndarra
     )
 
 
+def write_rows(path: str, row_class, rows: list) -> None:
+    """A CSV of dataclass rows: a header of the field names, None as an empty cell."""
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([field.name for field in dataclasses.fields(row_class)])
+        for row in rows:
+            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+
+
 def _write_tables(results: list[SlicePrediction], output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "slices.csv"), "w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow([field.name for field in dataclasses.fields(SlicePrediction)])
-        for row in results:
-            writer.writerow(["" if value is None else value for value in dataclasses.astuple(row)])
+    write_rows(os.path.join(output_dir, "slices.csv"), SlicePrediction, results)
     cases: dict[str, list[SlicePrediction]] = {}
     for row in results:
         cases.setdefault(row.case_id, []).append(row)
     with open(os.path.join(output_dir, "cases.csv"), "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["case_id", "slices", "slices_with_tumor", "tumor_volume_pixels", "tumor_slices"])
+        writer.writerow(["case_id", "slices", "slices_with_tumor", "tumor_volume_pixels", "tumor_area_mm2", "tumor_slices"])
         for case_id, rows in sorted(cases.items()):
             with_tumor = [row.name for row in rows if row.pred_pixels > 0]
-            writer.writerow([case_id, len(rows), len(with_tumor), sum(row.pred_pixels for row in rows), " ".join(with_tumor)])
+            area = "" if rows[0].tumor_area_mm2 is None else sum(row.tumor_area_mm2 for row in rows)
+            writer.writerow([case_id, len(rows), len(with_tumor), sum(row.pred_pixels for row in rows), area, " ".join(with_tumor)])

@@ -3,7 +3,8 @@
 Sections: run (components and their times, training options), data (slices
 and patients per split, tumor sizes, anomalies, rejected files, the
 positive-pixel weight), training (loss and Dice curves), evaluation (metrics
-by tumor size, table and chart; the blessing and its threshold) and a gallery
+by tumor size, table and chart; for volumes, per-patient Dice, HD95 in mm and
+volume error in mL; the blessing and its threshold) and a gallery
 of overlays from the test patients: best, median and worst slice per tumor
 size, and the worst false positives on empty slices. Pictures are embedded as
 base64 PNGs, so the file can be mailed or archived alone.
@@ -164,6 +165,46 @@ def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: 
     return items
 
 
+def volume_metrics_of_split(model_dir: str, examples_uri: str, split: str = "test") -> list[dict]:
+    """Per-patient 3D metrics (`core.metrics.volume_metrics`) of the `split` patients whose examples carry
+    their spacing (volume layouts; TIFF slices carry none and give []), on the 256 x 256 grid they were
+    ingested at, the slices stacked by slice index (slices without head voxels, never ingested, count as empty)."""
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    spec = {
+        features.CASE_ID: tf.io.FixedLenFeature([], tf.string),
+        features.SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        features.PIXEL_SPACING_MM: tf.io.FixedLenFeature([], tf.float32, default_value=features.UNKNOWN_SPACING),
+        features.SLICE_SPACING_MM: tf.io.FixedLenFeature([], tf.float32, default_value=features.UNKNOWN_SPACING),
+    }
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    for serialized in records.take(1).batch(1):  # TIFF slices carry no spacing: nothing to load the model for
+        if float(tf.io.parse_example(serialized, spec)[features.PIXEL_SPACING_MM][0]) <= 0:
+            return []
+    model = ServedModel.load(model_dir)
+    cases: dict[str, dict] = {}
+    for serialized in records.batch(16):
+        parsed = tf.io.parse_example(serialized, spec)
+        if float(tf.reduce_min(parsed[features.PIXEL_SPACING_MM])) <= 0:
+            return []  # a mix of layouts: no volumes to speak of
+        _, masks = parse_examples(serialized)
+        predicted = model.predict_examples(serialized.numpy()) > metrics.PROBABILITY_THRESHOLD
+        for i in range(len(predicted)):
+            case = cases.setdefault(parsed[features.CASE_ID][i].numpy().decode(), {"slices": {}})
+            case["spacing"] = (float(parsed[features.PIXEL_SPACING_MM][i]),) * 2 + (float(parsed[features.SLICE_SPACING_MM][i]),)
+            case["slices"][int(parsed[features.SLICE_INDEX][i])] = (masks[i, ..., 0].numpy() > 0, predicted[i])
+    rows = []
+    for case_id, case in sorted(cases.items()):
+        height, width = next(iter(case["slices"].values()))[0].shape
+        truth = np.zeros((height, width, max(case["slices"])), bool)
+        prediction = np.zeros_like(truth)
+        for index, (truth_slice, predicted_slice) in case["slices"].items():
+            truth[..., index - 1], prediction[..., index - 1] = truth_slice, predicted_slice
+        rows.append(metrics.volume_metrics(truth, prediction, case["spacing"], case_id))
+    return rows
+
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 img{max-width:100%;height:auto}
@@ -274,7 +315,27 @@ def _section_evaluation(run: _Run) -> list[str]:
     parts.append(f"<p>Decision: {decision}. Gates: {html.escape('; '.join(gates)) or 'none'}.</p>")
     pushed = run.summary.pushed_to
     parts.append(f"<p>Pushed to: {html.escape(pushed)}</p>" if pushed else "<p>Not pushed.</p>")
-    return parts
+    return parts + _volume_table(run)
+
+
+def _volume_table(run: _Run) -> list[str]:
+    """Per-patient Dice, HD95 and volume error of the test patients, when the data were volumes."""
+    model, examples = run.artifact("Trainer", "model"), run.artifact("FileBasedExampleGen", "examples")
+    if model is None or examples is None:
+        return []
+    patients = volume_metrics_of_split(os.path.join(model.uri, contracts.SERVING_SUBDIR), examples.uri)
+    if not patients:
+        return []
+    summary = metrics.summarize_volumes(patients)
+    keys = ("dice", "hd95_mm", "volume_error_ml", "truth_ml", "prediction_ml")
+    rows = [[row["case_id"], *[_format(row[key]) for key in keys]] for row in patients]
+    return [
+        "<h3>Volumes (test patients, 3D on the ingestion grid)</h3>",
+        _table(["patient", *keys], rows),
+        _table(["metric", "value"], [[key, _format(summary[key])] for key in metrics.VOLUME_METRIC_KEYS]),
+        "<p class='note'>HD95 in mm and volumes in mL from the examples' spacing; `unet4mri evaluate` scores "
+        "the same at each scan's native resolution (definitions in docs/metrics.md).</p>",
+    ]
 
 
 def _section_gallery(run: _Run) -> list[str]:

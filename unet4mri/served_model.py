@@ -12,7 +12,10 @@ slices K) and runs it in batches:
   the context slices stored in each example itself);
 - `predict_pairs(pairs)`: slice files -> (index, image, probabilities) per
   slice, reading each slice's K neighbours from its folder and grouping slices
-  of one size per call.
+  of one size per call;
+- `predict_stack(images)`: the slices of one volume, in order, uint8
+  [slices, height, width, 3] -> probabilities float32 [slices, height, width],
+  each slice with its K neighbours from the stack (the nearest repeated at the ends).
 """
 
 import dataclasses
@@ -113,3 +116,16 @@ class ServedModel:
                 probabilities = self.predict_images(np.stack([inputs[i] for i in indices]))
                 for i, probability in zip(indices, probabilities):
                     yield start + i, images[i], probability
+
+    def predict_stack(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """images uint8 [slices, H, W, 3] of one volume, in slice order -> probabilities float32 [slices, H, W]."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        offsets = [0, *range(-self.context_slices, 0), *range(1, self.context_slices + 1)]
+        last = len(images) - 1
+        out = np.empty(images.shape[:3], np.float32)
+        for start in range(0, len(images), batch_size):
+            indices = range(start, min(start + batch_size, len(images)))
+            batch = np.stack([np.concatenate([images[min(max(i + o, 0), last)] for o in offsets], axis=2) for i in indices])
+            out[start : start + len(batch)] = self.predict_images(batch)
+        return out

@@ -40,6 +40,21 @@ def weight_statistics(positive: int, negative: int) -> dict[str, Any]:
 
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        """Count the tumor and background pixels of one split and write the weight.
+
+        Args:
+          input_dict:
+            - examples (spec.EXAMPLES_KEY): one `Examples` artifact with the split.
+          output_dict:
+            - hyperparameters (spec.HYPERPARAMETERS_KEY): one `HyperParameters`
+              artifact holding HYPERPARAMETERS_FILE, JSON with POSITIVE_PIXEL_WEIGHT
+              (negative / positive pixels), the two counts and the positive fraction.
+          exec_properties:
+            - split (spec.SPLIT_KEY): the split to count, e.g. "train".
+
+        Raises:
+          EmptyClassError: the split has no tumor pixel or no background pixel.
+        """
         split = exec_properties[spec.SPLIT_KEY]
         examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
         split_dir = artifact_utils.get_split_uri([examples], split)

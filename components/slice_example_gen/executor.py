@@ -1,4 +1,14 @@
-"""ExampleGen executor: a Beam PTransform from a kaggle_3m-layout folder to tf.Examples.
+"""ExampleGen executor: a Beam PTransform from a data folder to tf.Examples, one per slice.
+
+Two layouts, detected per root (`core.volumes.has_volumes`): TIFF slices in the
+kaggle_3m layout (`core.slices`), or BraTS-style case folders of NIfTI volumes
+or DICOM series (`core.volumes`), which are reoriented, resampled to the
+256 x 256 grid and normalized (`core.volume_grid`); axial slices with no head
+voxel (all channels 0) are skipped. Examples carry `pixel_spacing_mm` and
+`slice_spacing_mm` (0 for TIFF: unknown). A volume case that cannot be used
+(unreadable file, 4D, contrasts of different shapes or affines, NaN voxels, a
+label that is not integer, a missing contrast) is rejected whole, its case
+folder and reason in `rejected.csv`.
 
 Files that cannot be used (corrupt TIFF, wrong shape, non-binary mask, an
 image without its mask or a mask without its image, ...) are rejected, not
@@ -17,11 +27,13 @@ same. Split files keep TFX's names and format (`Split-<name>/data_tfrecord-*.gz`
 
 Options travel in ExampleGen's `custom_config` as a `google.protobuf.Struct`
 (see `make_custom_config`): max_rejected_fraction, small_max_pixels,
-medium_max_pixels, context_slices (see data_schema.features `context`), and
-code_version (see pipeline.pipeline.code_fingerprint).
+medium_max_pixels, context_slices (see data_schema.features `context`), the
+volume layout's fields (`core.volumes.VolumeLayout`), and code_version (see
+pipeline.pipeline.code_fingerprint).
 """
 
 import csv
+import dataclasses
 import os
 from typing import Any
 
@@ -37,11 +49,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from core import slices
+from core import slices, volume_grid, volumes
 from core.contracts import REJECTED_FILE
 from data_schema import features
 
-SLICE_FILES_PATTERN = "*/*.tif"
+# Case folder / file: what ExampleGen's driver fingerprints for caching (TIFF slices, NIfTI files and DICOM series folders alike).
+SLICE_FILES_PATTERN = "*/*"
 _REJECTED_PATH = "_rejected_path"
 _REJECTED_TAG = "rejected"
 DEFAULT_OPTIONS = {
@@ -49,6 +62,7 @@ DEFAULT_OPTIONS = {
     "small_max_pixels": features.DEFAULT_SMALL_MAX_PIXELS,
     "medium_max_pixels": features.DEFAULT_MEDIUM_MAX_PIXELS,
     "context_slices": 0,
+    **dataclasses.asdict(volumes.VolumeLayout()),
     "code_version": "",  # a hash of the ingestion code: part of the cache key, unused by the executor
 }
 
@@ -115,6 +129,45 @@ def slice_to_example(
     `context_paths`: the neighbour images stored in the `context` feature."""
     image, mask = slices.read_pair(pair)
     context = slices.read_stack(image, list(context_paths))[..., image.shape[2] :] if context_paths else None
+    return make_example(image, mask, pair.case_id, pair.slice_index, small_max_pixels, medium_max_pixels, context)
+
+
+def volume_to_examples(case: volumes.VolumeCase, options: dict[str, Any]) -> list[tf.train.Example]:
+    """The axial slices of one volume case with head voxels, as tf.train.Examples on the 256 x 256 grid
+    (VolumeError naming the file when the case cannot be used)."""
+    layout = volumes.VolumeLayout(**{field.name: options[field.name] for field in dataclasses.fields(volumes.VolumeLayout)})
+    loaded = volumes.load_case(case, layout)
+    images, grid = volume_grid.grid_slices(loaded.images, loaded.spacing_mm)
+    masks = volume_grid.grid_masks(loaded.mask, grid)
+    context_slices = int(options["context_slices"])
+    offsets = [*range(-context_slices, 0), *range(1, context_slices + 1)]
+    last = len(images) - 1
+    examples = []
+    for k, (image, mask) in enumerate(zip(images, masks)):
+        if not image.any():
+            continue
+        context = np.concatenate([images[min(max(k + o, 0), last)] for o in offsets], axis=2) if offsets else None
+        examples.append(
+            make_example(
+                image, mask, case.case_id, k + 1, options["small_max_pixels"], options["medium_max_pixels"], context,
+                pixel_spacing_mm=grid.pixel_mm, slice_spacing_mm=loaded.spacing_mm[2],
+            )
+        )  # fmt: skip
+    return examples
+
+
+def make_example(
+    image: np.ndarray,
+    mask: np.ndarray,
+    case_id: str,
+    slice_index: int,
+    small_max_pixels: int,
+    medium_max_pixels: int,
+    context: np.ndarray | None = None,
+    pixel_spacing_mm: float = features.UNKNOWN_SPACING,
+    slice_spacing_mm: float = features.UNKNOWN_SPACING,
+) -> tf.train.Example:
+    """image uint8 [H, W, 3], mask uint8 [H, W] 0/1, context uint8 [H, W, 6K] or None -> a tf.train.Example."""
     tumor_pixels = int(mask.sum())
     bucket = features.tumor_size_bucket(tumor_pixels, int(small_max_pixels), int(medium_max_pixels))
 
@@ -135,13 +188,15 @@ def slice_to_example(
             feature={
                 features.IMAGE: string(np.ascontiguousarray(image).tobytes()),
                 features.MASK: string(np.ascontiguousarray(mask).tobytes()),
-                features.CASE_ID: string(pair.case_id.encode()),
-                features.SLICE_INDEX: int64(pair.slice_index),
+                features.CASE_ID: string(case_id.encode()),
+                features.SLICE_INDEX: int64(int(slice_index)),
                 features.TUMOR_PIXELS: int64(tumor_pixels),
                 features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
                 features.HEIGHT: int64(image.shape[0]),
                 features.WIDTH: int64(image.shape[1]),
                 features.TUMOR_PIXEL_FRACTION: float32(tumor_pixels / mask.size),
+                features.PIXEL_SPACING_MM: float32(float(pixel_spacing_mm)),
+                features.SLICE_SPACING_MM: float32(float(slice_spacing_mm)),
                 **{name: float32(float(mean)) for name, mean in zip(features.MEAN_INTENSITIES, means)},
                 **({features.CONTEXT: string(np.ascontiguousarray(context).tobytes())} if context is not None else {}),
             }
@@ -162,46 +217,90 @@ class _ReadSlice(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (pair.image_path, str(error)))
 
 
+class _ReadVolume(beam.DoFn):
+    def __init__(self, options: dict[str, Any]):
+        self._options = options
+
+    def process(self, case: volumes.VolumeCase):
+        try:
+            examples = volume_to_examples(case, self._options)
+        except slices.SliceError as error:  # VolumeError too: the whole case is rejected
+            yield beam.pvalue.TaggedOutput(_REJECTED_TAG, (case.folder, str(error)))
+            return
+        yield from examples
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def _SlicesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str) -> beam.pvalue.PCollection:  # noqa: N802
     """Reads the case folders matched by `<input_base>/<split_pattern>`.
 
-    The pattern ends in `*/*.tif` (case folder / slice file, which is what
-    ExampleGen's driver fingerprints for caching); each root before that
-    suffix is read with `slices.find_slice_pairs`.
+    The pattern ends in `*/*` (case folder / file, which is what ExampleGen's
+    driver fingerprints for caching); each root before that suffix is read with
+    `volumes.find_volume_cases` when it holds volumes, else `slices.list_slices`.
     """
     if not split_pattern.endswith(SLICE_FILES_PATTERN):
         raise ValueError(f"split pattern must end in {SLICE_FILES_PATTERN!r}, got {split_pattern!r}")
     root_pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern[: -len(SLICE_FILES_PATTERN)])
     roots = sorted(tf.io.gfile.glob(root_pattern)) if any(c in root_pattern for c in "*?[") else [root_pattern]
-    listings = [slices.list_slices(root) for root in roots]
-    context_slices = int(_options(exec_properties)["context_slices"])
+    options = _options(exec_properties)
+    layout = volumes.VolumeLayout(**{field.name: options[field.name] for field in dataclasses.fields(volumes.VolumeLayout)})
+    volume_roots = [root for root in roots if os.path.isdir(root) and volumes.has_volumes(root, layout)]
+    listings = [slices.list_slices(root) for root in roots if root not in volume_roots]
+    volume_listings = [volumes.find_volume_cases(root, layout) for root in volume_roots]
+    context_slices = int(options["context_slices"])
     elements = [element for listing in listings for element in zip(listing.pairs, slices.context_paths(listing.pairs, context_slices))]
     results = (
         pipeline
         | "ListSlices" >> beam.Create(elements, reshuffle=True)
-        | "ReadSlices" >> beam.ParDo(_ReadSlice(_options(exec_properties))).with_outputs(_REJECTED_TAG, main="examples")
+        | "ReadSlices" >> beam.ParDo(_ReadSlice(options)).with_outputs(_REJECTED_TAG, main="examples")
     )
-    unpaired = pipeline | "ListUnpaired" >> beam.Create([problem for listing in listings for problem in listing.unpaired])
+    volume_results = (
+        pipeline
+        | "ListVolumes" >> beam.Create([case for cases, _ in volume_listings for case in cases], reshuffle=True)
+        | "ReadVolumes" >> beam.ParDo(_ReadVolume(options)).with_outputs(_REJECTED_TAG, main="examples")
+    )
+    problems = [problem for listing in listings for problem in listing.unpaired]
+    problems += [problem for _, case_problems in volume_listings for problem in case_problems]
+    unpaired = pipeline | "ListUnpaired" >> beam.Create(problems)
     _ = (
-        (results[_REJECTED_TAG], unpaired)
+        (results[_REJECTED_TAG], volume_results[_REJECTED_TAG], unpaired)
         | "AllRejected" >> beam.Flatten()
         | "FormatRejected" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")
         | "WriteRejected" >> beam.io.WriteToText(exec_properties[_REJECTED_PATH], shard_name_template="")
     )
-    return results.examples
+    return (results.examples, volume_results.examples) | "AllExamples" >> beam.Flatten()
 
 
 class Executor(BaseExampleGenExecutor):
-    """FileBasedExampleGen executor for kaggle_3m-layout slice folders."""
+    """FileBasedExampleGen executor for kaggle_3m-layout slice folders and BraTS-style volume case folders."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
         return _SlicesToExample
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
-        """BaseExampleGenExecutor.Do, with a streaming write (no Reshuffle of the examples) and rejected.csv."""
+        """Ingest the slices into split examples, and list the slices refused.
+
+        BaseExampleGenExecutor.Do with a streaming write: each split is written as
+        it is produced, without TFX's Reshuffle of the examples (see the module docstring).
+
+        Args:
+          input_dict: none (FileBasedExampleGen reads `input_base`).
+          output_dict:
+            - examples: one `Examples` artifact; `Split-<name>/` GZIP TFRecords of
+              tf.Examples (data_schema.features), and REJECTED_FILE, a CSV of the
+              refused slice files and why (written even when empty).
+          exec_properties:
+            - input_base: the data root; input_config: its split patterns
+              (ending in SLICE_FILES_PATTERN);
+            - output_config: split names and hash buckets, partitioned by case id;
+            - custom_config: the ingestion options of `make_custom_config`
+              (max_rejected_fraction, bucket thresholds, context_slices, code_version).
+
+        Raises:
+          IngestionError: more than max_rejected_fraction of the slices were refused.
+        """
         examples_artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
         examples_dir = artifact_utils.get_single_uri(examples_artifacts)
         rejected_lines = os.path.join(examples_dir, "rejected.tsv")

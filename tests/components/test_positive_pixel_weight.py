@@ -7,7 +7,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.positive_pixel_weight import executor, spec
 from core import contracts, slices, synthetic_data
-from tests.models.helpers import write_examples
+from tests.helpers import write_examples
 
 
 def run(examples_dir: str, out_dir: str) -> dict:

@@ -141,3 +141,30 @@ def test_each_patient_lands_in_the_split_of_tfx_hash_partition(tiny_dataset, tmp
     assert written == expected
     files = [name for split in SPLITS for name in os.listdir(tmp_path / f"Split-{split}")]
     assert files and all(name.startswith("data_tfrecord-") and name.endswith(".gz") for name in files)
+
+
+def test_volume_cases_become_examples_and_a_bad_case_is_rejected_whole(tmp_path):
+    import nibabel as nib
+
+    from core import synthetic_data
+
+    data = tmp_path / "data"
+    ids = synthetic_data.generate_volume_dataset(str(data), 3, 4, seed=0, image_size=32)
+    bad = data / ids[0] / f"{ids[0]}_t1ce.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 5), np.int16), np.eye(4)), str(bad))  # another shape
+    run_executor(str(data), str(tmp_path / "out"), max_rejected_fraction=0.5)
+    examples = [example for split in SPLITS for example in read_split(str(tmp_path / "out"), split)]
+    assert sorted({value(e, features.CASE_ID).decode() for e in examples}) == ids[1:]
+    assert all(e.features.feature[features.PIXEL_SPACING_MM].float_list.value[0] > 0 for e in examples)
+    with open(tmp_path / "out" / contracts.REJECTED_FILE) as table:
+        (row,) = list(csv.DictReader(table))
+    assert row["path"] == str(data / ids[0]) and row["reason"].startswith(f"{bad}: shape [32, 32, 5] differs")
+    with pytest.raises(executor.IngestionError, match=f"{ids[0]}_t1ce.nii.gz: shape"):
+        run_executor(str(data), str(tmp_path / "out2"))
+
+
+def test_tiff_examples_carry_unknown_spacing(tiny_dataset, tmp_path):
+    pair = slices.find_slice_pairs(tiny_dataset)[0]
+    example = executor.slice_to_example(pair, 300, 1500)
+    assert example.features.feature[features.PIXEL_SPACING_MM].float_list.value[0] == features.UNKNOWN_SPACING
+    assert example.features.feature[features.SLICE_SPACING_MM].float_list.value[0] == features.UNKNOWN_SPACING

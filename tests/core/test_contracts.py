@@ -24,7 +24,7 @@ SHARED_NAMES = (
 
 def _string_literals(path: pathlib.Path) -> set[str]:
     """String constants of a module, docstrings excluded."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {
         id(node.body[0].value)
         for node in ast.walk(tree)

@@ -94,3 +94,80 @@ def test_iou_equals_dice_over_two_minus_dice_and_never_exceeds_it(pair):
     assert counts.iou == pytest.approx(counts.dice / (2 - counts.dice))
     assert counts.iou <= counts.dice + 1e-12
     assert 0.0 <= counts.iou <= 1.0
+
+
+# --- Volumes: HD95 and volume error, against hand-computed values and a brute-force computation.
+
+
+def _surface_points(mask: np.ndarray, spacing) -> np.ndarray:
+    """Coordinates in mm of the voxels of `mask` with a face neighbour outside it (volume border included)."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1, 1:-1].copy()
+    for axis in range(3):
+        for shift in (-1, 1):
+            inner &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+    return np.argwhere(mask & ~inner) * np.asarray(spacing)
+
+
+def _brute_force_hd95(truth: np.ndarray, prediction: np.ndarray, spacing) -> float:
+    from scipy.spatial.distance import cdist
+
+    distances = cdist(_surface_points(truth, spacing), _surface_points(prediction, spacing))
+    return float(max(np.percentile(distances.min(axis=1), 95), np.percentile(distances.min(axis=0), 95)))
+
+
+def test_hd95_of_two_single_voxels_is_their_distance_in_mm():
+    truth = np.zeros((5, 6, 7), bool)
+    prediction = np.zeros_like(truth)
+    truth[1, 1, 1] = True
+    prediction[4, 1, 3] = True
+    spacing = (0.5, 1.0, 2.5)
+    assert metrics.hausdorff95_mm(truth, prediction, spacing) == pytest.approx(np.hypot(3 * 0.5, 2 * 2.5))
+    assert metrics.hausdorff95_mm(truth, truth, spacing) == 0.0
+
+
+def test_hd95_and_volume_error_match_a_brute_force_computation_on_anisotropic_blobs():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        truth = rng.random((14, 12, 9)) < 0.15
+        prediction = rng.random((14, 12, 9)) < 0.1
+        truth[4:10, 3:9, 2:6] = True
+        prediction[5:11, 3:8, 3:7] = True
+        spacing = tuple(rng.uniform(0.4, 3.0, 3))
+        assert metrics.hausdorff95_mm(truth, prediction, spacing) == pytest.approx(_brute_force_hd95(truth, prediction, spacing))
+        voxel_ml = np.prod(spacing) / 1000
+        assert metrics.volume_error_ml(truth, prediction, spacing) == pytest.approx(
+            abs(int(prediction.sum()) - int(truth.sum())) * voxel_ml
+        )
+
+
+def test_empty_mask_conventions_for_hd95_and_volume_error():
+    empty = np.zeros((4, 5, 6), np.uint8)
+    one = empty.copy()
+    one[2, 2, 2] = 1
+    spacing = (1.0, 2.0, 3.0)
+    diagonal = np.linalg.norm([4 * 1.0, 5 * 2.0, 6 * 3.0])
+    assert np.isnan(metrics.hausdorff95_mm(empty, empty, spacing))
+    assert metrics.hausdorff95_mm(one, empty, spacing) == pytest.approx(diagonal)  # a missed tumor
+    assert metrics.hausdorff95_mm(empty, one, spacing) == pytest.approx(diagonal)  # a false alarm
+    assert metrics.volume_error_ml(empty, empty, spacing) == 0.0
+    assert metrics.volume_error_ml(one, empty, spacing) == pytest.approx(6.0 / 1000)
+    assert metrics.volume_ml(one, spacing) == pytest.approx(0.006)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        metrics.volume_ml(one, (1.0, 0.0, 1.0))
+
+
+def test_volume_summary_leaves_out_patients_without_tumor():
+    tumor = np.zeros((4, 4, 4), np.uint8)
+    tumor[1:3, 1:3, 1:3] = 1
+    empty = np.zeros_like(tumor)
+    rows = [
+        metrics.volume_metrics(tumor, tumor, (1, 1, 1), "perfect"),
+        metrics.volume_metrics(tumor, empty, (1, 1, 1), "missed"),
+        metrics.volume_metrics(empty, tumor, (1, 1, 1), "false alarm"),
+    ]
+    summary = metrics.summarize_volumes(rows)
+    assert set(summary) == set(metrics.VOLUME_METRIC_KEYS)
+    assert summary["dice_per_patient_mean"] == pytest.approx(0.5)
+    assert summary["hd95_mm_mean"] == pytest.approx(np.linalg.norm([4, 4, 4]) / 2)
+    assert summary["volume_error_ml_mean"] == pytest.approx(0.008 / 2)

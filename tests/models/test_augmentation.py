@@ -8,7 +8,7 @@ from models.augmentation import RANGES, SliceAugmentation, apply_geometry
 from models.config import testing_config
 from models.export import export_serving_model
 from models.training_model import IMAGES, MASKS, training_model
-from tests.models.helpers import square_example
+from tests.helpers import square_example
 
 DRAWS = 4096
 

@@ -12,7 +12,7 @@ from models import networks
 from models.config import testing_config
 from models.export import export_serving_model
 from models.trainer_module import load_weights_from
-from tests.models.helpers import write_examples
+from tests.helpers import write_examples
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,19 @@ def test_a_model_with_an_inference_window_tiles_and_loads(tmp_path):
     for name in ("predict_images", "predict_images_tta"):
         out = loaded.signatures[name](images=tf.zeros([1, 100, 90, 3], tf.uint8))
         assert out["mask"].shape == (1, 100, 90)
+
+
+def test_a_tiled_model_gives_the_sliding_window_probabilities_of_its_network(tmp_path):
+    """At the training size no resizing happens: the export must equal models.patches on the same network."""
+    from models.patches import sliding_window_probabilities
+
+    config = testing_config(image_size=64, inference_window=32, dropout_rate=0.0)
+    model = networks.build_model(config)
+    directory = str(tmp_path / "tiled")
+    export_serving_model(model, config, directory)
+    images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    exported = tf.saved_model.load(directory).signatures["predict_images"](images=tf.constant(images))["probabilities"].numpy()
+    expected = sliding_window_probabilities(model, tf.constant(images, tf.float32), window=32).numpy()[..., 0]
+    np.testing.assert_allclose(exported, expected, atol=1e-5)
+    whole = tf.sigmoid(model(images.astype(np.float32), training=False)).numpy()[..., 0]
+    assert np.abs(expected - whole).max() > 1e-4  # tiling matters here, so the comparison above can fail

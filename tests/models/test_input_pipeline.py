@@ -5,7 +5,7 @@ import tensorflow as tf
 from core import slices
 from models import input_pipeline
 from models.config import testing_config
-from tests.models.helpers import write_examples
+from tests.helpers import write_examples
 
 
 @pytest.fixture(scope="module")

@@ -31,3 +31,15 @@ def test_no_tumor_slice_gives_nan_and_reset_clears():
     assert np.isnan(float(metric.result()))
     with pytest.raises(ValueError, match="kind"):
         TumorSliceMetric("f1")
+
+
+def test_a_logit_exactly_at_the_threshold_is_not_tumor():
+    """Logit 0 is probability 0.5, and core.metrics counts a pixel as tumor only when p > 0.5."""
+    truth = np.zeros((1, 2, 2, 1), np.float32)
+    truth[0, 0, 0] = 1.0
+    logits = np.zeros((1, 2, 2, 1), np.float32)  # every pixel at the threshold ...
+    logits[0, 0, 0] = 0.1  # ... but the tumor pixel, just above it
+    assert metrics.slice_counts(truth[0, ..., 0], np.full((2, 2), 0.5, np.float32)).pred_pixels == 0
+    dice = TumorSliceMetric("dice")
+    dice.update_state(truth, logits)
+    assert float(dice.result()) == pytest.approx(1.0)  # 2*1 / (1 + 1); with 4 predicted pixels it would be 0.4

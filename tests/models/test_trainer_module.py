@@ -13,7 +13,7 @@ from core import synthetic_data
 from models import networks
 from models.config import testing_config
 from models.trainer_module import monitored_metric, train
-from tests.models.helpers import write_examples
+from tests.helpers import write_examples
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def test_pipeline_root_spans_and_trainer_code_travel_in_the_package(compiled):
     assert spec["defaultPipelineRoot"] == "gs://bucket/unet4mri/tfx"  # where the open-source backend reads it
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/unet4mri/tfx"
     text = open(path).read()
-    assert "span-{SPAN}/*/*.tif" in text
+    assert "span-{SPAN}/*/*" in text
     trainer = tasks(spec)["Trainer"]["inputs"]["parameters"]
     assert trainer["run_fn"] == {"runtimeValue": {"constant": "models.trainer_module.run_fn"}}
     assert "module_file" not in trainer and "module_path" not in trainer  # no wheel to build or upload

@@ -57,7 +57,7 @@ def test_code_comes_from_the_package_and_nothing_is_unpickled(tmp_path):
         for path in (root / package).rglob("*.py")
     ]
     unpickling = re.compile(r"\bimport (c?pickle|dill|joblib)\b|allow_pickle\s*=\s*True|yaml\.load\(|\beval\(|\bexec\(")
-    assert sources and [str(path) for path in sources if unpickling.search(path.read_text())] == []
+    assert sources and [str(path) for path in sources if unpickling.search(path.read_text(encoding="utf-8"))] == []
 
 
 def test_the_schema_is_imported_by_content_so_an_edited_schema_is_not_served_from_the_cache(tmp_path):
@@ -80,3 +80,18 @@ def test_warm_start_from_the_served_model_is_one_option_that_adds_the_served_mod
     served = testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), training=testing_config(warm_start=WARM_START_SERVED))
     inputs, ids = trainer_inputs(served)
     assert "base_model" in inputs and "latest_blessed_model_for_warm_start" in ids
+
+
+def test_example_gen_splits_by_patient_in_the_configured_proportions(tmp_path):
+    """Slices of one patient must never land in two splits (test Dice would leak from training)."""
+    from tfx import v1 as tfx
+    from tfx.utils import proto_utils
+
+    from pipeline.config import IngestionConfig
+
+    config = testing_pipeline_config(str(tmp_path), str(tmp_path / "out"), ingestion=IngestionConfig(split_hash_buckets=(7, 2, 5)))
+    built = pipeline.create_pipeline(config)
+    output_config = proto_utils.json_to_proto(_node(built, "FileBasedExampleGen").exec_properties["output_config"], tfx.proto.Output())
+    split_config = output_config.split_config
+    assert split_config.partition_feature_name == "case_id"
+    assert [(split.name, split.hash_buckets) for split in split_config.splits] == [("train", 7), ("eval", 2), ("test", 5)]

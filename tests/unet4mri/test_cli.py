@@ -42,7 +42,7 @@ def test_evaluate_on_a_folder_without_slices_is_a_clean_error(tmp_path, capsys, 
 def test_evaluate_writes_the_documented_json(tmp_path, tiny_dataset, tiny_model_dir):
     output = tmp_path / "metrics.json"
     assert cli.main(["evaluate", "--model", tiny_model_dir, "--data-dir", tiny_dataset, "--output", str(output)]) == 0
-    result = json.loads(output.read_text())
+    result = json.loads(output.read_text(encoding="utf-8"))
     assert set(result) == {
         "dice_per_patient_mean",
         "dice_per_patient_median",
@@ -62,6 +62,6 @@ def test_evaluate_writes_the_documented_json(tmp_path, tiny_dataset, tiny_model_
 def test_docs_cli_reference_is_in_sync_with_the_parser():
     import pathlib
 
-    reference = (pathlib.Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    reference = (pathlib.Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
     begin, end = reference.index(cli.REFERENCE_BEGIN), reference.index(cli.REFERENCE_END) + len(cli.REFERENCE_END)
     assert reference[begin:end] == cli.cli_reference(), "run: .venv/bin/python scripts/sync_cli_reference.py"

@@ -1,7 +1,16 @@
-import re
+"""The run report: its pieces on fixed inputs, and the whole page of a tiny run (e2e)."""
+
 from html.parser import HTMLParser
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import write_pair
+from tests.helpers import export_red_channel_model
 from unet4mri import report
+
+SIZE = 32
 
 
 class _Collector(HTMLParser):
@@ -20,19 +29,104 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
-def test_report_has_every_section_and_embedded_pictures(tiny_run, tmp_path):
-    config, _ = tiny_run
+def _examples_with_context(data_dir: str, examples_uri: str, context_slices: int) -> None:
+    """The slices of `data_dir` as ingestion writes them (with their context slices) into `<examples_uri>/Split-test/`."""
+    from components.slice_example_gen.executor import slice_to_example
+    from core import slices
+
+    pairs = slices.find_slice_pairs(data_dir)
+    context = slices.context_paths(pairs, context_slices)
+    split = tf.io.gfile.join(examples_uri, "Split-test")
+    tf.io.gfile.makedirs(split)
+    with tf.io.TFRecordWriter(tf.io.gfile.join(split, "data.gz"), options="GZIP") as writer:
+        for pair, neighbours in zip(pairs, context):
+            writer.write(slice_to_example(pair, 300, 1500, neighbours).SerializeToString())
+
+
+def _slice(truth_rows, truth_columns, predicted_rows, predicted_columns):
+    """(image, mask) SIZE x SIZE: truth 255 in the truth box; the first channel 255 in the predicted box."""
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[truth_rows, truth_columns] = 255
+    image[predicted_rows, predicted_columns, 0] = 255
+    return image, mask
+
+
+def test_gallery_of_a_context_slice_model_picks_slices_by_dice(tmp_path):
+    """The model parses its own context slices from the examples (a 3-channel picture would be refused:
+    the model takes 3 (2K + 1) = 9 channels)."""
+    data = tmp_path / "data"
+    write_pair(data, "P1", 1, *_slice(slice(0, 4), slice(0, 4), slice(0, 4), slice(0, 8)))  # Dice 2*16/(16+32)
+    write_pair(data, "P1", 2, *_slice(slice(8, 16), slice(8, 16), slice(8, 16), slice(8, 16)))  # Dice 1
+    write_pair(data, "P1", 3, *_slice(slice(0, 0), slice(0, 0), slice(10, 12), slice(10, 12)))  # empty: 4 false positives
+    write_pair(data, "P1", 4, *_slice(slice(0, 0), slice(0, 0), slice(0, 0), slice(0, 0)))  # empty, none predicted
+    _examples_with_context(str(data), str(tmp_path / "examples"), context_slices=1)
+    model = str(tmp_path / "model")
+    export_red_channel_model(model, image_size=SIZE, context_slices=1)
+
+    items = report.gallery(model, str(tmp_path / "examples"))
+    assert [item.title for item in items] == [
+        "small · worst · P1 #1 · Dice 0.67",
+        "small · median · P1 #2 · Dice 1.00",
+        "small · best · P1 #2 · Dice 1.00",
+        "empty slice · false positive · P1 #3 · 4 px",
+    ]
+    assert all(item.image.shape == (SIZE, SIZE, 3) and item.image.dtype == np.uint8 for item in items)
+
+
+def _write_eval_config(folder, eval_config) -> str:
+    """eval_config.json as TFMA's Evaluator writes it (an EvalRun in JSON)."""
+    from google.protobuf import json_format
+    from tensorflow_model_analysis.proto import config_pb2
+
+    folder.mkdir()
+    (folder / "eval_config.json").write_text(json_format.MessageToJson(config_pb2.EvalRun(eval_config=eval_config, version="0.47.0")))
+    return str(folder)
+
+
+@pytest.mark.parametrize("small_tumor_guard", [True, False])
+def test_blessing_thresholds_in_words(tmp_path, small_tumor_guard):
+    import tensorflow_model_analysis as tfma
+
+    from pipeline import pipeline
+    from pipeline.config import testing_pipeline_config
+
+    config = testing_pipeline_config("data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, small_tumor_guard=small_tumor_guard)
+    written = pipeline.eval_config(config)
+    # What the Evaluator keeps: change thresholds only when a model is served (a baseline exists).
+    first = tfma.utils.update_eval_config_with_defaults(written, has_baseline=False, rubber_stamp=True)
+    later = tfma.utils.update_eval_config_with_defaults(written, has_baseline=True, rubber_stamp=True)
+    assert report.blessing_thresholds(_write_eval_config(tmp_path / "first", first)) == [
+        "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
+        "no comparison: no model was served yet",
+    ]
+    where = "overall and tumor_size_bucket=small" if small_tumor_guard else "overall"
+    assert report.blessing_thresholds(_write_eval_config(tmp_path / "later", later)) == [
+        "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
+        f"dice_per_tumor_slice_mean at most 0.02 below the served model ({where})",
+    ]
+
+
+@pytest.mark.e2e
+def test_report_of_a_tiny_context_slice_run(tiny_dataset, tmp_path):
+    """A first run (nothing served) with context slices: every section, the gallery, and its exact decision."""
+    from models.config import testing_config
+    from pipeline.config import testing_pipeline_config
+    from pipeline.local_runner import run_local
+
+    config = testing_pipeline_config(tiny_dataset, str(tmp_path / "run"), training=testing_config(context_slices=1))
+    summary = run_local(config)
+    assert summary.blessed is True  # the testing floor is 0 and no model was served
     path = report.build_report(config.output_dir, str(tmp_path / "report.html"))
-    parser = _Collector()
     with open(path) as page:
-        parser.feed(page.read())
+        page_html = page.read()
+    parser = _Collector()
+    parser.feed(page_html)
     assert set(report.SECTIONS) <= parser.ids
     assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
-    assert len(parser.images) >= 3  # curves, bucket chart, at least one gallery overlay
+    assert page_html.count("<figure>") >= 1  # the gallery: the model parsed its own context slices
     text = " ".join(parser.text)
-    for expected in ("FileBasedExampleGen", "Positive-pixel weight", "dice_per_patient_mean", "blessed", "Anomalies"):
+    for expected in ("FileBasedExampleGen", "Positive-pixel weight", "dice_per_patient_mean", "Anomalies", "context_slices=1"):
         assert expected in text
-    # The gate of the testing configuration, and the comparison with the served model: absent on a
-    # first run, present once the session's other tests have rerun the pipeline.
-    assert "dice_per_tumor_slice_mean ≥ 0.0 (overall)" in text
-    assert re.search(r"no comparison: no model was served yet|at most 0 below the served model \(overall", text)
+    decision = "Decision: <span class='ok'>blessed</span>. Gates: dice_per_tumor_slice_mean ≥ 0.0 (overall); "
+    assert decision + "no comparison: no model was served yet." in page_html
