@@ -126,8 +126,15 @@ def test_augmentation_is_random_but_reproducible_for_a_seed():
 
 
 def _signatures(directory: str) -> dict:
+    """{signature: (inputs, outputs)}, each a sorted list of (name, shape or None, dtype)."""
+
+    def specs(named: dict) -> list:
+        return sorted(
+            (name, None if spec.shape.rank is None else tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in named.items()
+        )
+
     loaded = tf.saved_model.load(directory)
-    return {name: (str(fn.structured_input_signature), str(fn.structured_outputs)) for name, fn in loaded.signatures.items()}
+    return {name: (specs(fn.structured_input_signature[1]), specs(fn.structured_outputs)) for name, fn in loaded.signatures.items()}
 
 
 def test_the_export_has_no_augmentation_and_the_same_signatures(tmp_path):
