@@ -40,14 +40,49 @@ class TrainingResult:
     resumed_from_epoch: int = 0  # epochs restored from a checkpoint of an interrupted run
 
 
-class TrainingProgress(keras.callbacks.Callback):
-    """Keeps what `BackupAndRestore` does not: the per-epoch history and the state
-    of the checkpoint, early-stopping and learning-rate callbacks, written to
-    `<backup_dir>/progress.json` after every epoch and restored when a killed
-    run starts again (placed after those callbacks, so it restores last)."""
+def save_weights_atomically(model: keras.Model, path: str) -> None:
+    """`model.save_weights(path)` (with the optimizer state) written beside `path` and renamed
+    over it, so that a process killed during the write leaves the previous file whole."""
+    partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
+    model.save_weights(partial, overwrite=True)
+    tf.io.gfile.rename(partial, path, overwrite=True)
 
-    def __init__(self, backup_dir: str, checkpoint, early_stopping, reduce_lr):
+
+class BestWeights(keras.callbacks.Callback):
+    """The weights of the epoch with the highest `monitor` so far, saved to `path` (atomically).
+
+    `best` is None until an epoch reports a number (NaN, e.g. no eval tumor slice, never counts).
+    """
+
+    def __init__(self, path: str, monitor: str):
         super().__init__()
+        self.path, self.monitor = path, monitor
+        self.best: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or not math.isfinite(current) or (self.best is not None and current <= self.best):
+            return
+        self.best = float(current)
+        save_weights_atomically(self.model, self.path)
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """Makes a killed training resumable: after every epoch, one checkpoint in `backup_dir`.
+
+    The checkpoint is the weights with the optimizer state (`epoch-<N>.weights.h5`)
+    and `progress.json`, which names that file and holds the per-epoch history and
+    the state of the best-weights, early-stopping and learning-rate callbacks.
+    `progress.json` is replaced last, by a rename, so a kill at any moment leaves
+    the previous complete checkpoint; a weights file it does not name is a
+    leftover and is removed. (Keras' BackupAndRestore wrote its weights in place,
+    and a kill during that write left a file the next run could not open.)
+    Placed after the callbacks it restores.
+    """
+
+    def __init__(self, backup_dir: str, checkpoint: BestWeights, early_stopping, reduce_lr):
+        super().__init__()
+        self.backup_dir = backup_dir
         self.path = os.path.join(backup_dir, PROGRESS_FILE)
         self.checkpoint, self.early_stopping, self.reduce_lr = checkpoint, early_stopping, reduce_lr
         self.history: dict[str, list[float]] = {}
@@ -58,23 +93,31 @@ class TrainingProgress(keras.callbacks.Callback):
             return
         with tf.io.gfile.GFile(self.path) as source:
             state = json.load(source)
+        if not self.model.optimizer.built:  # its variables must exist before they are loaded
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        self.model._initial_epoch = state["epochs"]  # fit() starts there (as Keras' BackupAndRestore does)
         self.history = state["history"]
         self.resumed_from_epoch = state["epochs"]
         self.checkpoint.best = state["best"]
         self.early_stopping.best, self.early_stopping.wait, self.early_stopping.best_epoch = (
-            state["best"],
+            state["best"],  # None: no finite value yet, which EarlyStopping understands
             state["wait"],
             state["best_epoch"],
         )
-        self.reduce_lr.best, self.reduce_lr.wait = state["best"], state["lr_wait"]
+        self.reduce_lr.best = state["best"] if state["best"] is not None else -math.inf  # ReduceLROnPlateau compares with a number
+        self.reduce_lr.wait = state["lr_wait"]
         self.model.optimizer.learning_rate.assign(state["learning_rate"])
-        logging.info("resuming training after epoch %d from %s", self.resumed_from_epoch, os.path.dirname(self.path))
+        logging.info("resuming training after epoch %d from %s", self.resumed_from_epoch, self.backup_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
+        weights = f"epoch-{epoch + 1}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, weights), overwrite=True)
         state = {
             "epochs": epoch + 1,
+            "weights": weights,
             "history": self.history,
             "best": _finite(self.checkpoint.best),
             "wait": self.early_stopping.wait,
@@ -84,7 +127,10 @@ class TrainingProgress(keras.callbacks.Callback):
         }
         with tf.io.gfile.GFile(self.path + ".tmp", "w") as out:
             json.dump(state, out)
-        tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)
+        tf.io.gfile.rename(self.path + ".tmp", self.path, overwrite=True)  # the commit
+        for leftover in tf.io.gfile.glob(os.path.join(self.backup_dir, "epoch-*.weights.h5")):
+            if os.path.basename(leftover) != weights:
+                tf.io.gfile.remove(leftover)
 
 
 def _finite(value) -> float | None:
@@ -157,7 +203,7 @@ def train(
         compile_model(model, config, positive_pixel_weight, outputs=len(network.outputs))
     monitor = monitored_metric(network)
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
-    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True)
+    checkpoint = BestWeights(best_weights, monitor)
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
         monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)
@@ -167,7 +213,7 @@ def train(
     if backup_dir:
         tf.io.gfile.makedirs(backup_dir)
         progress = TrainingProgress(backup_dir, checkpoint, early_stopping, reduce_lr)
-        callbacks += [keras.callbacks.BackupAndRestore(os.path.join(backup_dir, "state"), delete_checkpoint=False), progress]
+        callbacks.append(progress)
     callbacks += extra_callbacks or []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))

@@ -108,3 +108,38 @@ def test_an_interrupted_training_resumes_after_its_last_epoch(split_records, tmp
     assert 1 <= result.best_epoch <= 5 and interrupted_lr > 0
     fresh = train(config, [train_files], [eval_files], 20.0, str(tmp_path / "c"), backup_dir=str(tmp_path / "other"))
     assert fresh.resumed_from_epoch == 0
+
+
+def test_a_kill_while_checkpoints_are_written_leaves_a_resumable_backup(split_records, tmp_path):
+    """What a SIGKILL during a write leaves (half-written weights beside the last complete
+    checkpoint) does not stop the rerun, which resumes from that checkpoint."""
+    train_files, eval_files = split_records
+    config = testing_config(epochs=4, early_stopping_patience=4)
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [train_files], [eval_files], 20.0, str(tmp_path / "a"), backup_dir=str(backup), extra_callbacks=[_Interrupt(2)])
+    committed = json.loads((backup / "progress.json").read_text(encoding="utf-8"))
+    assert committed["epochs"] == 2 and sorted(path.name for path in backup.glob("epoch-*")) == [committed["weights"]]
+    for torn in ("epoch-3.weights.h5", "best.partial.weights.h5", "progress.json.tmp"):
+        (backup / torn).write_bytes(b"\x89HDF\r\n half written")
+    result = train(config, [train_files], [eval_files], 20.0, str(tmp_path / "b"), backup_dir=str(backup))
+    assert result.resumed_from_epoch == 2 and len(result.history["loss"]) == 4
+    assert not (backup / "epoch-3.weights.h5").exists()  # the leftover of the killed write is gone
+
+
+def test_best_weights_are_replaced_only_when_the_monitored_value_improves(tmp_path):
+    import keras
+
+    from models.trainer_module import BestWeights
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = BestWeights(str(tmp_path / "best.weights.h5"), "val_dice")
+    best.set_model(model)
+    for epoch, value in enumerate([float("nan"), 0.5, 0.4, 0.7]):
+        model.layers[0].bias.assign([float(epoch)])
+        best.on_epoch_end(epoch, {"val_dice": value})
+    assert best.best == 0.7
+    restored = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    restored.load_weights(str(tmp_path / "best.weights.h5"))
+    assert float(restored.layers[0].bias.numpy()[0]) == 3.0
+    assert not list(tmp_path.glob("*.partial.*"))
