@@ -18,11 +18,11 @@ def pipeline_ingestion(data_dir: str, out_dir: str, beam_args: list[str]) -> dic
     from tfx.types import standard_artifacts, standard_component_specs
 
     from components.slice_example_gen import executor
-    from pipeline.config import SPLITS, PipelineConfig
+    from pipeline.config import SPLITS, IngestionConfig
 
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
-    exec_properties = executor.executor_properties(data_dir, PipelineConfig.split_hash_buckets, SPLITS)
+    exec_properties = executor.executor_properties(data_dir, IngestionConfig.split_hash_buckets, SPLITS)
     context = executor.Executor.Context(beam_pipeline_args=beam_args, tmp_dir=tempfile.mkdtemp())
     with Timer() as timer:
         executor.Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
