@@ -28,6 +28,8 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
+from core import volume_grid
+
 FIELD_OF_VIEW_MM = 180.0
 # Tissue intensities on a 0..1 scale per channel (pre-contrast, FLAIR, post-contrast).
 _TISSUE_INTENSITY = {
@@ -209,8 +211,6 @@ def generate_volume_dataset(out_dir: str, patients: int, slices: int, seed: int,
     """The patients of `generate_dataset` (same seed, same anatomy and masks) as BraTS-style NIfTI
     case folders; returns the case ids."""
     import nibabel as nib
-
-    from core import volume_grid
 
     _check_sizes(patients, slices, image_size)
     ids = []

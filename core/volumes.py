@@ -33,6 +33,7 @@ import re
 import nibabel as nib
 import numpy as np
 
+from core import dicom
 from core.config_fields import option
 from core.slices import SliceError
 
@@ -190,8 +191,6 @@ def has_volumes(root: str, layout: VolumeLayout = DEFAULT_LAYOUT) -> bool:
 def read_image(path: str) -> nib.Nifti1Image:
     """A NIfTI file or a DICOM series folder as a nibabel image (data not yet checked)."""
     if os.path.isdir(path):
-        from core import dicom
-
         try:
             return dicom.read_series(path)
         except SliceError as error:
