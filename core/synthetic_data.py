@@ -20,15 +20,13 @@ patient stored in another axis order and orientation, and the affine turned
 a few degrees, as scanners write them; T1 volumes as int16, FLAIR as float32.
 """
 
-import dataclasses
-import functools
 import os
 
 import numpy as np
 import tifffile
 from scipy import ndimage
 
-from core import volume_grid
+from core import mni_templates, volume_grid
 
 FIELD_OF_VIEW_MM = 180.0
 # Tissue intensities on a 0..1 scale per channel (pre-contrast, FLAIR, post-contrast).
@@ -37,36 +35,6 @@ _TISSUE_INTENSITY = {
     "grey_matter": np.array([0.56, 0.58, 0.55]),
     "csf": np.array([0.18, 0.12, 0.20]),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class _Templates:
-    """MNI152 maps, float32 [x, y, z] at 1 mm, values in 0..1."""
-
-    grey_matter: np.ndarray
-    white_matter: np.ndarray
-    brain: np.ndarray
-    brain_center: np.ndarray  # voxel coordinates of the brain's bounding-box center
-    brain_z_range: tuple[int, int]
-
-
-@functools.lru_cache(maxsize=1)
-def _templates() -> _Templates:
-    from nilearn import datasets  # imported here: slow, and only the generator needs it
-
-    def load(loader):
-        return np.asarray(loader(resolution=1).get_fdata(), dtype=np.float32)
-
-    brain = load(datasets.load_mni152_brain_mask)
-    inside = np.argwhere(brain > 0.5)
-    low, high = inside.min(0), inside.max(0)
-    return _Templates(
-        grey_matter=load(datasets.load_mni152_gm_template),
-        white_matter=load(datasets.load_mni152_wm_template),
-        brain=brain,
-        brain_center=(low + high) / 2.0,
-        brain_z_range=(int(low[2]), int(high[2])),
-    )
 
 
 def case_id(patient_index: int, seed: int) -> str:
@@ -113,7 +81,7 @@ def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> t
 
 def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray, float]:
     """`synthesize_case`, and the distance between slices in mm."""
-    templates = _templates()
+    templates = mni_templates.load()
     coordinates = _sampling_grid(rng, templates, slices, image_size)
     slice_mm = float(coordinates[2, 1, 0, 0] - coordinates[2, 0, 0, 0]) if slices > 1 else 1.0
     grey, white, brain = (
@@ -146,7 +114,7 @@ def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple
     return images, masks, slice_mm
 
 
-def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int, size: int) -> np.ndarray:
+def _sampling_grid(rng: np.random.Generator, templates: mni_templates.MniTemplates, slices: int, size: int) -> np.ndarray:
     """Template voxel coordinates [3, slices, size, size] of every output pixel."""
     z_low, z_high = templates.brain_z_range
     span = z_high - z_low
@@ -167,7 +135,7 @@ def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int,
     return grid
 
 
-def _lesion(rng: np.random.Generator, templates: _Templates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lesion(rng: np.random.Generator, templates: mni_templates.MniTemplates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(tumor weight in 0..1, oedema weight in 0..1), each [slices, size, size]."""
     z_sampled = coordinates[2, :, 0, 0]
     z_low, z_high = np.percentile(z_sampled, [25, 80])
