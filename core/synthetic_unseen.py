@@ -24,11 +24,11 @@ patient from `np.random.default_rng([seed, index])`:
 - **Coverage.** Slices run from the skull base (-62 to -48 mm, through the
   orbits and maxillary sinuses) to above the vertex, where the default stays
   within the brain's top and bottom 2-10 %.
-- **Lesions.** Either 2-5 small metastasis-like lesions (radius 2.5-10 mm)
+- **Lesions.** Either 2-5 small metastasis-like lesions (radius 2.5-14 mm)
   at the cortex or grey-white junction anywhere in the brain, cerebellum
   included, ring-enhancing with a necrotic core when over 5 mm, with vasogenic
-  oedema; or one elongated infiltrative lesion (long axis 18-35 mm, short
-  5-10 mm) that follows the white matter, with an occasional small satellite.
+  oedema; or one elongated infiltrative lesion (semi-axes 25-50 mm and
+  8-20 mm) that follows the white matter, with an occasional small satellite.
   The default draws one or two ellipsoidal lesions (radius 5-30 mm) in the
   white matter of the middle slices.
 - **Intensities, like another scanner.** Other tissue contrasts (lower grey /
