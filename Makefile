@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # Source files and docs are UTF-8 whatever the machine's locale (CI may have none set).
 export PYTHONUTF8 := 1
 
-.PHONY: setup browser run run-nifti test lint bench clean
+.PHONY: setup browser run run-nifti unseen-data test lint bench clean
 
 $(VENV)/.installed: setup.py requirements/lock.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
@@ -44,6 +44,15 @@ $(NIFTI_DIR)/.complete: | setup
 run-nifti: setup $(NIFTI_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(NIFTI_DIR) --output-dir $(OUTPUT_DIR)-nifti $(RUN_ARGS)
 
+# The unseen family (docs/data.md): other anatomy, lesions and scanner; evaluated once, never tuned on.
+UNSEEN_DIR ?= data/unseen
+$(UNSEEN_DIR)/.complete: | setup
+	rm -rf $(UNSEEN_DIR).partial
+	$(BIN)/unet4mri generate-data --family unseen --out $(UNSEEN_DIR).partial --patients 16 --slices 20 --seed 1
+	rm -rf $(UNSEEN_DIR) && mv $(UNSEEN_DIR).partial $(UNSEEN_DIR) && touch $@
+
+unseen-data: $(UNSEEN_DIR)/.complete
+
 # Headless Chromium for tests/unet4mri/test_report_browser.py (the report in a real browser):
 # Debian's package, installed where missing (sudo only when not root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -59,7 +68,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial
+	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial $(UNSEEN_DIR) $(UNSEEN_DIR).partial
 
 # Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=

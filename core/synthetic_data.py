@@ -18,17 +18,21 @@ folders instead (see `core.volumes`): `<CASE>_t1`, `_flair`, `_t1ce` and `_seg`
 `.nii.gz`, with anisotropic voxels (the slices are several mm apart), each
 patient stored in another axis order and orientation, and the affine turned
 a few degrees, as scanners write them; T1 volumes as int16, FLAIR as float32.
+
+This is the `default` family, the one the team tunes on. `FAMILIES` also holds
+`unseen` (`core.synthetic_unseen`: another head anatomy, lesion model and
+scanner), written by the same two functions with `family="unseen"`.
 """
 
 import dataclasses
-import functools
 import os
+from collections.abc import Callable
 
 import numpy as np
 import tifffile
 from scipy import ndimage
 
-from core import volume_grid
+from core import mni_templates, synthetic_unseen, volume_grid
 
 FIELD_OF_VIEW_MM = 180.0
 # Tissue intensities on a 0..1 scale per channel (pre-contrast, FLAIR, post-contrast).
@@ -37,36 +41,6 @@ _TISSUE_INTENSITY = {
     "grey_matter": np.array([0.56, 0.58, 0.55]),
     "csf": np.array([0.18, 0.12, 0.20]),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class _Templates:
-    """MNI152 maps, float32 [x, y, z] at 1 mm, values in 0..1."""
-
-    grey_matter: np.ndarray
-    white_matter: np.ndarray
-    brain: np.ndarray
-    brain_center: np.ndarray  # voxel coordinates of the brain's bounding-box center
-    brain_z_range: tuple[int, int]
-
-
-@functools.lru_cache(maxsize=1)
-def _templates() -> _Templates:
-    from nilearn import datasets  # imported here: slow, and only the generator needs it
-
-    def load(loader):
-        return np.asarray(loader(resolution=1).get_fdata(), dtype=np.float32)
-
-    brain = load(datasets.load_mni152_brain_mask)
-    inside = np.argwhere(brain > 0.5)
-    low, high = inside.min(0), inside.max(0)
-    return _Templates(
-        grey_matter=load(datasets.load_mni152_gm_template),
-        white_matter=load(datasets.load_mni152_wm_template),
-        brain=brain,
-        brain_center=(low + high) / 2.0,
-        brain_z_range=(int(low[2]), int(high[2])),
-    )
 
 
 def case_id(patient_index: int, seed: int) -> str:
@@ -82,18 +56,19 @@ def _check_sizes(patients: int, slices: int, image_size: int) -> None:
         raise ValueError(f"image_size must be in [32, 1024], got {image_size}")
 
 
-def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
+def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256, family: str = "default") -> list[str]:
     """Write `patients` synthetic cases of `slices` axial slices each; returns the case ids.
 
-    A patient depends only on (seed, its index), so a larger dataset extends a
-    smaller one with the same seed.
+    A patient depends only on (family, seed, its index), so a larger dataset extends a
+    smaller one with the same seed. `family` is a key of `FAMILIES`.
     """
+    chosen = _family(family)
     _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
         rng = np.random.default_rng([seed, index])
-        images, masks = synthesize_case(rng, slices, image_size)
-        ids.append(case_id(index, seed))
+        images, masks, _ = chosen.synthesize(rng, slices, image_size)
+        ids.append(chosen.case_id(index, seed))
         _write_case(os.path.join(out_dir, ids[-1]), ids[-1], images, masks)
     return ids
 
@@ -113,7 +88,7 @@ def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> t
 
 def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray, float]:
     """`synthesize_case`, and the distance between slices in mm."""
-    templates = _templates()
+    templates = mni_templates.load()
     coordinates = _sampling_grid(rng, templates, slices, image_size)
     slice_mm = float(coordinates[2, 1, 0, 0] - coordinates[2, 0, 0, 0]) if slices > 1 else 1.0
     grey, white, brain = (
@@ -146,7 +121,7 @@ def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple
     return images, masks, slice_mm
 
 
-def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int, size: int) -> np.ndarray:
+def _sampling_grid(rng: np.random.Generator, templates: mni_templates.MniTemplates, slices: int, size: int) -> np.ndarray:
     """Template voxel coordinates [3, slices, size, size] of every output pixel."""
     z_low, z_high = templates.brain_z_range
     span = z_high - z_low
@@ -167,7 +142,7 @@ def _sampling_grid(rng: np.random.Generator, templates: _Templates, slices: int,
     return grid
 
 
-def _lesion(rng: np.random.Generator, templates: _Templates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lesion(rng: np.random.Generator, templates: mni_templates.MniTemplates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(tumor weight in 0..1, oedema weight in 0..1), each [slices, size, size]."""
     z_sampled = coordinates[2, :, 0, 0]
     z_low, z_high = np.percentile(z_sampled, [25, 80])
@@ -207,26 +182,29 @@ def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 VOLUME_ORIENTATIONS = (("L", "P", "S"), ("A", "R", "S"), ("R", "A", "S"), ("P", "L", "I"))
 
 
-def generate_volume_dataset(out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256) -> list[str]:
-    """The patients of `generate_dataset` (same seed, same anatomy and masks) as BraTS-style NIfTI
-    case folders; returns the case ids."""
+def generate_volume_dataset(
+    out_dir: str, patients: int, slices: int, seed: int, image_size: int = 256, family: str = "default"
+) -> list[str]:
+    """The patients of `generate_dataset` (same family and seed, same anatomy and masks) as BraTS-style
+    NIfTI case folders; returns the case ids."""
     import nibabel as nib
 
+    chosen = _family(family)
     _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
         rng = np.random.default_rng([seed, index])
-        images, masks, slice_mm = _synthesize(rng, slices, image_size)
+        images, masks, slice_mm = chosen.synthesize(rng, slices, image_size)
         # display [z, rows, columns, ...] -> RAS+ [x, y, z, ...]
         canonical = np.stack([volume_grid.canonical_plane(image) for image in images], axis=2)
         labels = np.stack([volume_grid.canonical_plane(mask) for mask in masks], axis=2)
-        pixel_mm = FIELD_OF_VIEW_MM / image_size
+        pixel_mm = chosen.field_of_view_mm / image_size
         affine = np.diag([pixel_mm, pixel_mm, slice_mm, 1.0])
         affine[:3, 3] = -np.array([*canonical.shape[:2], slices]) * affine.diagonal()[:3] / 2
         target = nib.orientations.axcodes2ornt(VOLUME_ORIENTATIONS[index % len(VOLUME_ORIENTATIONS)])
         transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), target)
         stored_affine = _rotation_z(rng.uniform(-6, 6)) @ affine @ nib.orientations.inv_ornt_aff(transform, labels.shape)
-        name = case_id(index, seed)
+        name = chosen.case_id(index, seed)
         folder = os.path.join(out_dir, name)
         os.makedirs(folder, exist_ok=True)
         gains = (16.0, 1.0 / 255.0, 16.0)  # T1s: 16-bit integers; FLAIR: floats in 0..1
@@ -245,3 +223,26 @@ def _rotation_z(degrees: float) -> np.ndarray:
     rotation = np.eye(4)
     rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     return rotation
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A synthetic family: how its patients are named and drawn (docs/data.md)."""
+
+    case_id: Callable[[int, int], str]  # (patient index, seed) -> folder name
+    # (rng, slices, image size) -> (images uint8 [slices, size, size, 3], masks uint8 0/1 [slices, size, size], slice spacing mm)
+    synthesize: Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray, float]]
+    field_of_view_mm: float
+
+
+# `default` is what the team tunes on; `unseen` is reported once, never tuned on (core/synthetic_unseen.py).
+FAMILIES = {
+    "default": Family(case_id, _synthesize, FIELD_OF_VIEW_MM),
+    "unseen": Family(synthetic_unseen.case_id, synthetic_unseen.synthesize, synthetic_unseen.FIELD_OF_VIEW_MM),
+}
+
+
+def _family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown synthetic family {name!r}, expected one of {sorted(FAMILIES)}")
+    return FAMILIES[name]

@@ -18,6 +18,11 @@ LOSSES = (
     "weighted_bce_dice",
 )
 N_FILTERS = (8, 16, 32, 64)
+# The validation metric (a `core.metrics` key) that picks the best epoch, stops
+# early and lowers the learning rate. dice_pooled counts every slice, so
+# tumor painted on healthy slices lowers it; dice_per_tumor_slice_mean ignores
+# healthy slices.
+SELECTION_METRICS = ("dice_pooled", "dice_per_tumor_slice_mean")
 WARM_START_SERVED = "served"  # `warm_start` value: the model being served (the pipeline supplies it)
 
 
@@ -47,6 +52,10 @@ class TrainingConfig:
     mixed_precision: None (float32), "float16" (Volta to Ampere GPUs) or
       "bfloat16" (Ampere and later, TPUs); losses and logits stay float32.
     jit_compile: compile training steps with XLA.
+    selection_metric: the validation metric (a key of `core.metrics`, one of
+      SELECTION_METRICS) whose best epoch is exported, which early stopping
+      and the learning-rate schedule watch; the default, `dice_pooled`, counts
+      false positives on tumor-free slices, `dice_per_tumor_slice_mean` does not.
     """
 
     model: str = option("unet", "network", choices=MODELS)
@@ -58,11 +67,16 @@ class TrainingConfig:
     loss: str = option("weighted_bce_dice", "loss", choices=LOSSES)
     image_size: int = option(128, "training resolution in pixels")
     batch_size: int = option(32, "slices per training step (the global batch with several GPUs)")
-    epochs: int = option(30, "maximum epochs; early stopping on validation Dice")
+    epochs: int = option(30, "maximum epochs; early stopping on --selection-metric")
     learning_rate: float = option(2e-3, "Adam learning rate")
     tumor_slice_fraction: float = option(0.5, "share of tumor slices per batch")
     augment: bool = option(True, "train without augmentation (flips, rotations, scaling, intensity)")
     early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
+    selection_metric: str = option(
+        "dice_pooled",
+        "validation metric of the best epoch, early stopping and the learning-rate schedule (docs/metrics.md)",
+        choices=SELECTION_METRICS,
+    )
     seed: int = option(0, "seed of initialization, sampling and augmentation")
     warm_start: str | None = option(
         None,
@@ -94,6 +108,10 @@ class TrainingConfig:
             (
                 0.0 <= self.tumor_slice_fraction < 1.0,
                 f"tumor_slice_fraction must be in [0, 1), got {self.tumor_slice_fraction}",
+            ),
+            (
+                self.selection_metric in SELECTION_METRICS,
+                f"selection_metric must be one of {SELECTION_METRICS}, got {self.selection_metric!r}",
             ),
             (self.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}"),
             (

@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT
 from models import input_pipeline, losses, networks
-from models.config import WARM_START_SERVED, TrainingConfig
+from models.config import SELECTION_METRICS, WARM_START_SERVED, TrainingConfig
 from models.export import export_serving_model
-from models.segmentation_metrics import TumorSliceMetric
+from models.segmentation_metrics import KERAS_NAMES, training_metrics
 from models.training_model import as_model_inputs, training_model
 
 BEST_WEIGHTS_FILE = "best.weights.h5"
@@ -149,10 +149,12 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float, outputs: int = 1) -> None:
-    """Loss, metrics and optimizer; `outputs`: the network's heads (several with deep supervision)."""
+def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float, outputs: int | None = None) -> None:
+    """Loss, metrics and optimizer; `outputs`: the network's heads (several with deep supervision),
+    by default `model`'s own (pass it for a wrapper such as models.training_model's)."""
     loss = losses.make_loss(config.loss, positive_pixel_weight)
-    metrics = [TumorSliceMetric("dice", name="dice"), TumorSliceMetric("iou", name="iou")]
+    outputs = outputs or len(model.outputs)
+    metrics = training_metrics()
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=[loss] * outputs if outputs > 1 else loss,
@@ -162,9 +164,26 @@ def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_wei
     )
 
 
-def monitored_metric(model: keras.Model) -> str:
-    """Name of the validation tumor-slice Dice in the training logs."""
-    return f"val_{model.output_names[-1]}_dice" if len(model.outputs) > 1 else "val_dice"
+def monitored_metric(model: keras.Model, selection_metric: str) -> str:
+    """The training-log key of the validation `selection_metric` (a `core.metrics` key, see
+    `models.config.SELECTION_METRICS`): `val_dice_pooled` for one head; with deep supervision
+    the deepest head's, e.g. `val_logits_l2_dice_pooled` (metrics are compiled on it only)."""
+    if selection_metric not in SELECTION_METRICS:  # all higher-is-better: the callbacks use mode="max"
+        raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}, got {selection_metric!r}")
+    name = KERAS_NAMES[selection_metric]
+    return f"val_{model.output_names[-1]}_{name}" if len(model.outputs) > 1 else f"val_{name}"
+
+
+def selection_callbacks(model: keras.Model, config: TrainingConfig, best_weights: str) -> tuple:
+    """(BestWeights, EarlyStopping, ReduceLROnPlateau), all watching `config.selection_metric`
+    on the validation data (higher is better); the best epoch's weights go to `best_weights`."""
+    monitor = monitored_metric(model, config.selection_metric)
+    checkpoint = BestWeights(best_weights, monitor)
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)
+    )
+    return checkpoint, early_stopping, reduce_lr
 
 
 def train(
@@ -179,7 +198,8 @@ def train(
     backup_dir: str | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainingResult:
-    """Train a network; returns it with the weights of its best epoch by validation Dice.
+    """Train a network; returns it with the weights of its best epoch by `config.selection_metric`
+    on the validation data (`selection_callbacks`).
 
     strategy: where to train (default: `distribution_strategy()`); batches are
       split over its replicas, so `config.batch_size` is the global batch.
@@ -201,13 +221,8 @@ def train(
         # Augmentation runs inside the training step, on the accelerator (models.augmentation).
         model = training_model(network, config.augment, config.seed)
         compile_model(model, config, positive_pixel_weight, outputs=len(network.outputs))
-    monitor = monitored_metric(network)
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
-    checkpoint = BestWeights(best_weights, monitor)
-    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)
-    )
+    checkpoint, early_stopping, reduce_lr = selection_callbacks(network, config, best_weights)
     callbacks = [checkpoint, early_stopping, reduce_lr]
     progress = None
     if backup_dir:
@@ -226,8 +241,8 @@ def train(
         verbose=2,
     )
     epochs = progress.history if progress else history.history
-    scores = epochs.get(monitor, [])
-    valid = [score for score in scores if score == score]  # NaN when no eval tumor slice
+    scores = epochs.get(checkpoint.monitor, [])
+    valid = [score for score in scores if score == score]  # NaN when nothing to measure (e.g. no eval tumor slice)
     best_epoch = scores.index(max(valid)) + 1 if valid else len(scores)
     if tf.io.gfile.exists(best_weights):
         model.load_weights(best_weights)

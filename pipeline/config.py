@@ -59,9 +59,18 @@ class PipelineConfig:
       `metadata.sqlite` (ML Metadata), `serving_model/<version>/` (pushed models).
     min_tumor_slice_dice: the Evaluator blesses (and the Pusher pushes) only a
       model whose `dice_per_tumor_slice_mean` on the test split reaches this.
+    min_patient_dice: ... and whose `dice_per_patient_mean` reaches this
+      (tumor painted on healthy slices lowers it; the tumor-slice Dice does not see it).
+    max_empty_slice_fp_rate: ... and whose `empty_slice_fp_rate` is at most this
+      (None: no ceiling).
     max_dice_regression: once a model is served, a candidate is blessed only if
-      its `dice_per_tumor_slice_mean`, overall and on small-tumor slices, is at
-      most this much below the served model's (0: never worse).
+      its `dice_per_tumor_slice_mean`, overall and on small-tumor slices, and
+      its `dice_per_patient_mean`, overall, are at most this much below the
+      served model's (0: never worse).
+    max_fp_rate_regression: ... and its `empty_slice_fp_rate` at most this much
+      above the served model's (0: never worse; None: not compared).
+      TFMA fails a threshold whose metric is NaN: a test split without
+      tumor-free slices needs both empty-slice gates off.
     small_tumor_guard: apply the regression check to small-tumor slices too
       (the test split must then hold small tumors: TFMA fails a threshold on a missing slice).
     max_drift: the run stops before training when the train split's tumor-pixel
@@ -75,20 +84,24 @@ class PipelineConfig:
     pipeline_name: str = "unet4mri"
     ingestion: IngestionConfig = IngestionConfig()
     training: TrainingConfig = TrainingConfig()
-    min_tumor_slice_dice: float = option(0.5, "blessing threshold on the test split")
-    max_dice_regression: float = option(0.0, "tolerated drop of Dice against the served model")
+    min_tumor_slice_dice: float = option(0.5, "blessing: lowest dice_per_tumor_slice_mean on the test split")
+    min_patient_dice: float = option(0.7, "blessing: lowest dice_per_patient_mean on the test split")
+    max_empty_slice_fp_rate: float | None = option(0.15, "blessing: highest empty_slice_fp_rate on the test split")
+    max_dice_regression: float = option(0.0, "tolerated drop of the tumor-slice and per-patient Dice against the served model")
+    max_fp_rate_regression: float | None = option(0.0, "tolerated rise of empty_slice_fp_rate against the served model")
     small_tumor_guard: bool = option(True, "check regressions on all slices only, not on small-tumor slices too")
     max_drift: float | None = option(0.05, "stop when a drift feature's Jensen-Shannon divergence from the previous run exceeds this")
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
 
     def __post_init__(self):
-        if not 0.0 <= self.max_dice_regression <= 1.0:
-            raise ValueError(f"max_dice_regression must be in [0, 1], got {self.max_dice_regression}")
         if self.max_drift is not None and not 0.0 < self.max_drift <= 1.0:
             raise ValueError(f"max_drift must be in (0, 1] or None, got {self.max_drift}")
-        if not 0.0 <= self.min_tumor_slice_dice <= 1.0:
-            raise ValueError(f"min_tumor_slice_dice must be in [0, 1], got {self.min_tumor_slice_dice}")
+        gates = ("min_tumor_slice_dice", "min_patient_dice", "max_empty_slice_fp_rate", "max_dice_regression", "max_fp_rate_regression")
+        for name in gates:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
 
     @property
     def warm_start_from_served(self) -> bool:
@@ -108,7 +121,18 @@ class PipelineConfig:
 
 
 def testing_pipeline_config(data_dir: str, output_dir: str, ingestion: IngestionConfig | None = None, **overrides) -> PipelineConfig:
-    """A tiny configuration for tests: the tiny training config, no quality gate, no drift check."""
-    values = dict(training=testing_config(), min_tumor_slice_dice=0.0, max_drift=None)  # tiny spans differ by chance
+    """A tiny configuration for tests: the tiny training config, no quality gate, no drift check.
+
+    The regression checks stay, but not on the empty-slice rate: a tiny test
+    split may have no tumor-free slice (rate NaN, which TFMA fails).
+    """
+    values = dict(
+        training=testing_config(),
+        min_tumor_slice_dice=0.0,
+        min_patient_dice=0.0,
+        max_empty_slice_fp_rate=None,
+        max_fp_rate_regression=None,
+        max_drift=None,  # tiny spans differ by chance
+    )
     values.update(overrides)
     return PipelineConfig(data_dir=data_dir, output_dir=output_dir, ingestion=ingestion or IngestionConfig(), **values)

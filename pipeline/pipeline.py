@@ -35,7 +35,6 @@ from data_schema import features
 from pipeline.config import SPLITS, PipelineConfig
 
 TRAINER_RUN_FN = "models.trainer_module.run_fn"
-BLESSING_METRIC = "dice_per_tumor_slice_mean"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,34 +84,56 @@ MODEL_CODE = ("models", "core", "data_schema")
 INGESTION_CODE = ("components.slice_example_gen", "core", "data_schema")
 
 
-def _threshold(lower_bound: float | None = None, max_regression: float | None = None) -> tfma.MetricThreshold:
-    threshold = tfma.MetricThreshold()
-    if lower_bound is not None:
-        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
-    if max_regression is not None:
-        threshold.change_threshold.CopyFrom(
-            tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_regression})
-        )
-    return threshold
+def _bounds(lower_bound: float | None = None, upper_bound: float | None = None) -> tfma.MetricThreshold:
+    """The candidate's value must lie in [lower_bound, upper_bound] (None: unbounded on that side)."""
+    bounds = {name: {"value": value} for name, value in (("lower_bound", lower_bound), ("upper_bound", upper_bound)) if value is not None}
+    return tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**bounds))
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA: the segmentation metrics overall and by tumor-size bucket.
+def _no_regression(tolerance: float, higher_is_better: bool = True) -> tfma.MetricThreshold:
+    """Candidate minus served model at most `tolerance` worse, in the metric's own units."""
+    direction = tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better else tfma.MetricDirection.LOWER_IS_BETTER
+    change = tfma.GenericChangeThreshold(direction=direction, absolute={"value": -tolerance if higher_is_better else tolerance})
+    return tfma.MetricThreshold(change_threshold=change)
 
-    Blessing: overall `dice_per_tumor_slice_mean` >= min_tumor_slice_dice and,
-    when a served model exists (TFX adds it as the baseline; without one,
-    change thresholds are skipped), no more than `max_dice_regression` below
-    it, overall and on small-tumor slices.
+
+def blessing_gates(config: PipelineConfig) -> dict[str, list[tfma.PerSliceMetricThreshold]]:
+    """Metric name -> its thresholds, each on the slices it names (the `none` bucket has no Dice).
+
+    On the test split, overall: dice_per_tumor_slice_mean >= min_tumor_slice_dice,
+    dice_per_patient_mean >= min_patient_dice, empty_slice_fp_rate <=
+    max_empty_slice_fp_rate. Against the served model (TFX adds it as the
+    baseline; without one, change thresholds are skipped): the two Dice at
+    most max_dice_regression lower (the tumor-slice Dice on small-tumor slices
+    too, with small_tumor_guard), empty_slice_fp_rate at most
+    max_fp_rate_regression higher. A gate set to None is left out.
     """
     overall = tfma.SlicingSpec()
     small = tfma.SlicingSpec(feature_values={features.TUMOR_SIZE_BUCKET: features.BUCKET_SMALL})
-    per_slice = [
-        tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=_threshold(lower_bound=config.min_tumor_slice_dice)),
-        tfma.PerSliceMetricThreshold(
-            slicing_specs=[overall, small] if config.small_tumor_guard else [overall],
-            threshold=_threshold(max_regression=config.max_dice_regression),
-        ),
-    ]
+
+    def on(slices, threshold):
+        return tfma.PerSliceMetricThreshold(slicing_specs=slices, threshold=threshold)
+
+    gates = {
+        "dice_per_tumor_slice_mean": [
+            on([overall], _bounds(lower_bound=config.min_tumor_slice_dice)),
+            on([overall, small] if config.small_tumor_guard else [overall], _no_regression(config.max_dice_regression)),
+        ],
+        "dice_per_patient_mean": [
+            on([overall], _bounds(lower_bound=config.min_patient_dice)),
+            on([overall], _no_regression(config.max_dice_regression)),
+        ],
+        "empty_slice_fp_rate": [],
+    }
+    if config.max_empty_slice_fp_rate is not None:
+        gates["empty_slice_fp_rate"].append(on([overall], _bounds(upper_bound=config.max_empty_slice_fp_rate)))
+    if config.max_fp_rate_regression is not None:
+        gates["empty_slice_fp_rate"].append(on([overall], _no_regression(config.max_fp_rate_regression, higher_is_better=False)))
+    return {name: thresholds for name, thresholds in gates.items() if thresholds}
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: the segmentation metrics overall and by tumor-size bucket; the blessing gates of `blessing_gates`."""
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -122,13 +143,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 model_type=tfma.TF_GENERIC,
             )
         ],
-        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.TUMOR_SIZE_BUCKET])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.TUMOR_SIZE_BUCKET])],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[tfma.MetricConfig(class_name=tfma_metrics.SegmentationMetrics.__name__, module=tfma_metrics.__name__)],
                 example_weights=tfma.ExampleWeightOptions(unweighted=True),
-                # The `none` bucket has no tumor-slice Dice: thresholds name their slices.
-                per_slice_thresholds={BLESSING_METRIC: tfma.PerSliceMetricThresholds(thresholds=per_slice)},
+                per_slice_thresholds={
+                    name: tfma.PerSliceMetricThresholds(thresholds=thresholds) for name, thresholds in blessing_gates(config).items()
+                },
             )
         ],
     )

@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny TFRecord files of ingestion examples, and a model whose masks are known."""
+"""Shared test helpers: tiny TFRecord files of ingestion examples, a model whose masks are known, and
+the inputs TFMA hands the Evaluator's metric."""
 
 import os
 
@@ -48,3 +49,14 @@ def export_red_channel_model(export_dir: str, image_size: int = 32, **config_ove
     kernel[0, 0, 0, 0] = 0.1
     layer.set_weights([kernel, np.array([-12.75], np.float32)])
     export_serving_model(network, config, export_dir)
+
+
+def tfma_metric_inputs(case_id: str, index: int, truth: np.ndarray, probabilities: np.ndarray):
+    """One slice as TFMA hands it to `components.tfma_metrics`: truth [H, W] 0/1, probabilities float32 [H, W]."""
+    from tensorflow_model_analysis.metrics import metric_types
+
+    return metric_types.StandardMetricInputs(
+        labels=np.array([truth.astype(np.uint8).tobytes()], dtype=object),
+        predictions={"probabilities": probabilities[None], "mask": (probabilities[None] > 0.5).astype(np.uint8)},
+        features={"case_id": np.array([case_id.encode()], dtype=object), "slice_index": np.array([index])},
+    )

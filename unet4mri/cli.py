@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 
+from core.synthetic_data import FAMILIES
 from core.volumes import VolumeLayout
 from models.config import TrainingConfig
 from pipeline.config import PipelineConfig
@@ -34,8 +35,9 @@ def command_generate_data(args: argparse.Namespace) -> int:
     from core.synthetic_data import generate_dataset, generate_volume_dataset
 
     generate = generate_volume_dataset if args.format == "nifti" else generate_dataset
-    ids = generate(args.out, args.patients, args.slices, args.seed, args.image_size)
-    print(f"wrote {len(ids)} patients x {args.slices} slices ({args.image_size}x{args.image_size}, {args.format}) to {args.out}")
+    ids = generate(args.out, args.patients, args.slices, args.seed, args.image_size, family=args.family)
+    size = f"{args.image_size}x{args.image_size}"
+    print(f"wrote {len(ids)} patients x {args.slices} slices ({size}, {args.format}, {args.family} family) to {args.out}")
     return 0
 
 
@@ -179,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("tiff", "nifti"),
         default="tiff",
         help="kaggle_3m TIFF slices or BraTS-style NIfTI cases (default: %(default)s)",
+    )
+    generate.add_argument(
+        "--family",
+        choices=tuple(FAMILIES),
+        default="default",
+        help="default: the data the team tunes on; unseen: other head anatomy, lesion model and scanner, "
+        "for a generalization measure reported once and never tuned on (docs/data.md) (default: %(default)s)",
     )
     generate.set_defaults(handler=command_generate_data)
 

@@ -269,13 +269,19 @@ def _section_data(run: _Run) -> list[str]:
     return parts
 
 
+def _selection_metric(history: dict) -> str:
+    """The metric that chose the best epoch; runs before the option existed used the tumor-slice Dice."""
+    return history.get("config", {}).get("selection_metric", "dice_per_tumor_slice_mean")
+
+
 def _section_training(history: dict) -> list[str]:
     parts = ["<h2 id='training'>Training</h2>"]
     if not history.get("history"):
         return parts + ["<p class='note'>No training history found.</p>"]
     return parts + [
         f"<img alt='training curves' src='{_curves(history['history'])}'>",
-        f"<p>Best epoch (validation Dice on the eval patients): {history.get('best_epoch')}; its weights were exported.</p>",
+        f"<p>Best epoch (validation {html.escape(_selection_metric(history))} on the eval patients): "
+        f"{history.get('best_epoch')}; its weights were exported.</p>",
     ]
 
 
@@ -292,11 +298,16 @@ def blessing_thresholds(evaluation_uri: str) -> list[str]:
                     for s in threshold.get("slicingSpecs", [{}])
                 )
                 value = threshold.get("threshold", {})
-                if "valueThreshold" in value:
-                    lines.append(f"{metric} ≥ {value['valueThreshold'].get('lowerBound', 0)} ({where})")
+                bounds = value.get("valueThreshold", {})
+                if "lowerBound" in bounds:
+                    lines.append(f"{metric} ≥ {bounds['lowerBound']} ({where})")
+                if "upperBound" in bounds:
+                    lines.append(f"{metric} ≤ {bounds['upperBound']} ({where})")
                 if "changeThreshold" in value:
-                    drop = -float(value["changeThreshold"].get("absolute", 0))
-                    lines.append(f"{metric} at most {drop:g} below the served model ({where})")
+                    change = value["changeThreshold"]
+                    tolerance = abs(float(change.get("absolute", 0)))
+                    worse = "above" if change.get("direction") == "LOWER_IS_BETTER" else "below"
+                    lines.append(f"{metric} at most {tolerance:g} {worse} the served model ({where})")
     if lines and not any("served model" in line for line in lines):
         lines.append("no comparison: no model was served yet")  # TFX drops change thresholds without a baseline
     return lines

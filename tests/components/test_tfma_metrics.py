@@ -1,18 +1,9 @@
 import numpy as np
 import pytest
-from tensorflow_model_analysis.metrics import metric_types
 
 from components import tfma_metrics
 from core import metrics
-
-
-def inputs(case_id: str, index: int, truth: np.ndarray, probabilities: np.ndarray) -> metric_types.StandardMetricInputs:
-    return metric_types.StandardMetricInputs(
-        labels=np.array([truth.astype(np.uint8).tobytes()], dtype=object),
-        predictions={"probabilities": probabilities[None], "mask": (probabilities[None] > 0.5).astype(np.uint8)},
-        features={"case_id": np.array([case_id.encode()], dtype=object), "slice_index": np.array([index])},
-    )
-
+from tests.helpers import tfma_metric_inputs as inputs
 
 # Five 2x2 slices of three patients; tumor means probability > 0.5 (0.5 itself is not tumor).
 # (case, index, truth, probabilities); the comments give the counts by hand: truth (T), predicted (P), intersection (I).

@@ -20,6 +20,7 @@ from models.config import TrainingConfig, testing_config
         (dict(patch_size=256), "at most image_size=128, got 256"),
         (dict(tumor_patch_fraction=1.5), "tumor_patch_fraction must be in"),
         (dict(inference_window=72), "inference_window must be a multiple"),
+        (dict(selection_metric="empty_slice_fp_rate"), "selection_metric must be one of"),
     ],
 )
 def test_invalid_options_name_the_value(kwargs, message):

@@ -12,7 +12,7 @@ import tensorflow as tf
 from core import synthetic_data
 from models import networks
 from models.config import testing_config
-from models.trainer_module import monitored_metric, train
+from models.trainer_module import compile_model, monitored_metric, selection_callbacks, train
 from tests.helpers import write_examples
 
 
@@ -27,14 +27,32 @@ def split_records(tiny_dataset, tmp_path_factory):
 def test_train_returns_the_best_epoch_and_its_weights(split_records, tmp_path):
     train_files, eval_files = split_records
     result = train(testing_config(epochs=2, early_stopping_patience=2), [train_files], [eval_files], 20.0, str(tmp_path))
-    assert set(result.history) >= {"loss", "dice", "val_dice", "val_loss"}
+    assert set(result.history) >= {"loss", "dice", "val_dice", "val_loss", "val_dice_pooled", "val_empty_slice_fp_rate"}
     assert len(result.history["loss"]) == 2 and 1 <= result.best_epoch <= 2
     assert os.path.isfile(tmp_path / "best.weights.h5")
 
 
-def test_deep_supervision_monitors_the_deepest_head():
-    model = networks.build_model(testing_config(model="unetpp", deep_supervision=True))
-    assert monitored_metric(model) == "val_logits_l2_dice"
+@pytest.mark.parametrize(
+    "network, selection_metric, key",
+    [
+        (dict(model="unet"), "dice_pooled", "val_dice_pooled"),
+        (dict(model="unet"), "dice_per_tumor_slice_mean", "val_dice"),
+        (dict(model="unetpp", deep_supervision=True), "dice_pooled", "val_logits_l2_dice_pooled"),  # the deepest head
+        (dict(model="unetpp", deep_supervision=True), "dice_per_tumor_slice_mean", "val_logits_l2_dice"),
+    ],
+)
+def test_the_monitored_key_is_in_the_logs(network, selection_metric, key):
+    config = testing_config(selection_metric=selection_metric, **network)
+    model = networks.build_model(config)
+    compile_model(model, config, positive_pixel_weight=1.0)
+    images, masks = np.zeros((2, 32, 32, 3), "float32"), np.zeros((2, 32, 32, 1), "float32")
+    heads = len(model.outputs)
+    logs = model.evaluate(images, masks if heads == 1 else (masks,) * heads, return_dict=True, verbose=0)
+    assert monitored_metric(model, selection_metric) == key
+    assert key.removeprefix("val_") in logs  # fit logs the validation value under "val_" + this name
+    assert any(name.endswith("empty_slice_fp_rate") for name in logs)
+    with pytest.raises(ValueError, match="selection_metric"):
+        monitored_metric(model, "empty_slice_fp_rate")  # lower is better: not a selection metric
 
 
 def test_deep_supervision_trains_every_head_on_the_augmented_masks(split_records, tmp_path):
@@ -143,3 +161,67 @@ def test_best_weights_are_replaced_only_when_the_monitored_value_improves(tmp_pa
     restored.load_weights(str(tmp_path / "best.weights.h5"))
     assert float(restored.layers[0].bias.numpy()[0]) == 3.0
     assert not list(tmp_path.glob("*.partial.*"))
+
+
+# Four 8x8 validation slices for a 1x1 convolution whose weights each epoch sets:
+# channel 0 is the truth mask times a per-pixel intensity in [0.2, 1], channel 1 is 1 on the
+# tumor-free slices, so the weights decide which tumor pixels are found and whether the
+# healthy slices are painted.
+_CAREFUL = ([10.0, 0.0], -4.0)  # finds tumor pixels brighter than 0.4, nothing on healthy slices
+_PAINTER = ([10.0, 10.0], -1.0)  # finds every tumor pixel, paints every pixel of the healthy slices
+_WORSE = ([10.0, 0.0], -7.0)  # finds tumor pixels brighter than 0.7 only
+
+
+def _selection_data():
+    truth = np.zeros((4, 8, 8, 1), "float32")
+    truth[0, 2:6, 2:6] = truth[1, 1:4, 3:7] = 1.0
+    intensity = np.random.default_rng(0).uniform(0.2, 1.0, truth.shape).astype("float32")
+    healthy = np.broadcast_to((truth.sum(axis=(1, 2, 3)) == 0)[:, None, None, None], truth.shape).astype("float32")
+    return np.concatenate([truth * intensity, healthy], axis=-1), truth
+
+
+class _ScriptedWeights(keras.callbacks.Callback):
+    """Before each epoch's validation, sets the weights of that epoch (training steps are overwritten)."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script, self.epoch = script, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_begin(self, logs=None):
+        kernel, bias = self.script[self.epoch]
+        self.model.get_layer("logits").set_weights([np.array(kernel, "float32").reshape(1, 1, 2, 1), np.array([bias], "float32")])
+
+
+@pytest.mark.parametrize("selection_metric, chosen_epoch", [("dice_pooled", 0), ("dice_per_tumor_slice_mean", 1)])
+def test_a_model_that_paints_healthy_slices_is_not_the_best_epoch(selection_metric, chosen_epoch, tmp_path):
+    """A real fit with the Trainer's compiled metrics and selection callbacks: epoch 1 paints every
+    healthy slice but finds all tumor pixels; the pooled Dice (default) keeps epoch 0, the old
+    tumor-slice Dice would pick the painter."""
+    images, masks = _selection_data()
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="logits")(inputs))
+    config = testing_config(selection_metric=selection_metric, early_stopping_patience=3, loss="bce")
+    compile_model(model, config, positive_pixel_weight=1.0)
+    best_path = str(tmp_path / "best.weights.h5")
+    checkpoint, early_stopping, reduce_lr = selection_callbacks(model, config, best_path)
+    script = [_CAREFUL, _PAINTER, _WORSE]
+    history = model.fit(
+        images,
+        masks,
+        validation_data=(images, masks),
+        epochs=3,
+        batch_size=4,
+        callbacks=[_ScriptedWeights(script), checkpoint, early_stopping, reduce_lr],
+        verbose=0,
+    ).history
+    assert history["val_empty_slice_fp_rate"] == [0.0, 1.0, 0.0]
+    tumor_dice, pooled = history["val_dice"], history["val_dice_pooled"]
+    assert tumor_dice[1] == pytest.approx(1.0) and tumor_dice[1] > tumor_dice[0] > tumor_dice[2]  # the painter looks best ...
+    assert pooled[0] > pooled[2] > pooled[1]  # ... until the healthy slices count
+    assert early_stopping.best_epoch == chosen_epoch
+    model.load_weights(best_path)
+    kernel, bias = model.get_layer("logits").get_weights()
+    assert (kernel.ravel().tolist(), float(bias[0])) == script[chosen_epoch]

@@ -12,6 +12,13 @@ def test_generate_data_writes_the_layout(tmp_path, capsys):
     assert "wrote 2 patients x 3 slices" in capsys.readouterr().out
 
 
+def test_generate_data_unseen_family(tmp_path, capsys):
+    argv = ["generate-data", "--family", "unseen", "--out", str(tmp_path), "--patients", "1", "--slices", "2", "--image-size", "64"]
+    assert cli.main(argv) == 0
+    assert {pair.case_id for pair in slices.find_slice_pairs(str(tmp_path))} == {"UNS_TA_0000_0000"}
+    assert "wrote 1 patients x 2 slices (64x64, tiff, unseen family)" in capsys.readouterr().out
+
+
 def test_build_model_prints_the_parameter_count(capsys):
     assert cli.main(["build-model", "--model", "unetpp", "--n-filters", "8", "--depth", "2", "--image-size", "32"]) == 0
     assert "unetpp:" in capsys.readouterr().out

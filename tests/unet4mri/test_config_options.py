@@ -48,7 +48,17 @@ def test_conventions_for_off_booleans_tuples_aliases_and_paths(tmp_path, monkeyp
     assert _parse(["--warm-start", "gs://bucket/model"]).training.warm_start == "gs://bucket/model"
 
 
-@pytest.mark.parametrize("argv", [["--mixed-precision", "fp8"], ["--n-filters", "12"], ["--split-hash-buckets", "1", "2"]])
+def test_the_empty_slice_blessing_gates_turn_off():
+    config = _parse(
+        "--max-empty-slice-fp-rate off --max-fp-rate-regression off --min-patient-dice 0.8 --selection-metric dice_pooled".split()
+    )
+    assert (config.max_empty_slice_fp_rate, config.max_fp_rate_regression, config.min_patient_dice) == (None, None, 0.8)
+    assert _parse([]).training.selection_metric == "dice_pooled"
+
+
+@pytest.mark.parametrize(
+    "argv", [["--mixed-precision", "fp8"], ["--n-filters", "12"], ["--split-hash-buckets", "1", "2"], ["--selection-metric", "val_dice"]]
+)
 def test_values_outside_the_choices_are_refused_by_the_parser(argv, capsys):
     with pytest.raises(SystemExit):
         _parse(argv)

@@ -91,20 +91,33 @@ def test_blessing_thresholds_in_words(tmp_path, small_tumor_guard):
     from pipeline import pipeline
     from pipeline.config import testing_pipeline_config
 
-    config = testing_pipeline_config("data", "out", min_tumor_slice_dice=0.6, max_dice_regression=0.02, small_tumor_guard=small_tumor_guard)
+    config = testing_pipeline_config(
+        "data",
+        "out",
+        min_tumor_slice_dice=0.6,
+        min_patient_dice=0.7,
+        max_empty_slice_fp_rate=0.15,
+        max_dice_regression=0.02,
+        max_fp_rate_regression=0.01,
+        small_tumor_guard=small_tumor_guard,
+    )
     written = pipeline.eval_config(config)
     # What the Evaluator keeps: change thresholds only when a model is served (a baseline exists).
     first = tfma.utils.update_eval_config_with_defaults(written, has_baseline=False, rubber_stamp=True)
     later = tfma.utils.update_eval_config_with_defaults(written, has_baseline=True, rubber_stamp=True)
-    assert report.blessing_thresholds(_write_eval_config(tmp_path / "first", first)) == [
-        "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
-        "no comparison: no model was served yet",
-    ]
+    floors = ["dice_per_tumor_slice_mean ≥ 0.6 (overall)", "dice_per_patient_mean ≥ 0.7 (overall)", "empty_slice_fp_rate ≤ 0.15 (overall)"]
+    assert sorted(report.blessing_thresholds(_write_eval_config(tmp_path / "first", first))) == sorted(
+        [*floors, "no comparison: no model was served yet"]
+    )
     where = "overall and tumor_size_bucket=small" if small_tumor_guard else "overall"
-    assert report.blessing_thresholds(_write_eval_config(tmp_path / "later", later)) == [
-        "dice_per_tumor_slice_mean ≥ 0.6 (overall)",
-        f"dice_per_tumor_slice_mean at most 0.02 below the served model ({where})",
-    ]
+    assert sorted(report.blessing_thresholds(_write_eval_config(tmp_path / "later", later))) == sorted(
+        [
+            *floors,
+            f"dice_per_tumor_slice_mean at most 0.02 below the served model ({where})",
+            "dice_per_patient_mean at most 0.02 below the served model (overall)",
+            "empty_slice_fp_rate at most 0.01 above the served model (overall)",
+        ]
+    )
 
 
 @pytest.mark.e2e
