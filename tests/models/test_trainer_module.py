@@ -59,7 +59,7 @@ def test_deep_supervision_trains_every_head_on_the_augmented_masks(split_records
     train_files, eval_files = split_records
     config = testing_config(model="unetpp", deep_supervision=True)
     result = train(config, [train_files], [eval_files], 20.0, str(tmp_path))
-    assert {"logits_l1_loss", "logits_l2_loss", monitored_metric(result.model)} <= set(result.history)
+    assert {"logits_l1_loss", "logits_l2_loss", monitored_metric(result.model, config.selection_metric)} <= set(result.history)
     assert len(result.model.outputs) == 2  # the network itself: no augmentation in what is exported
 
 
