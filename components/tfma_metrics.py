@@ -2,9 +2,10 @@
 
 TFMA 0.47 accepts only tf_keras or `tfma.metrics.Metric` classes, so the
 metrics are one `Metric` whose Beam combiner gathers per-slice pixel counts
-(label: the `mask` feature's raw bytes; prediction: the model's
-`probabilities` at native size) and hands them to `core.metrics.summarize`.
-The outputs are the keys of `core.metrics.METRIC_KEYS`.
+(label: the `mask` feature's raw bytes; prediction: the model's `mask`
+output at native size, post-processed by the model as `core.postprocessing`
+defines, so the Evaluator scores the masks users get) and hands them to
+`core.metrics.summarize`. The outputs are the keys of `core.metrics.METRIC_KEYS`.
 """
 
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
 from core import metrics
-from core.contracts import PROBABILITIES
+from core.contracts import MASK_OUTPUT
 from data_schema import features
 
 METRIC_NAME = "segmentation"
@@ -38,10 +39,13 @@ def _for_model(value, model_name: str):
 
 def counts_from_inputs(inputs: metric_types.StandardMetricInputs, model_name: str = "") -> metrics.SliceCounts:
     prediction = _for_model(inputs.prediction, model_name)
-    if isinstance(prediction, dict):  # all signature outputs: take the probabilities
-        prediction = prediction[PROBABILITIES]
-    prediction = np.asarray(prediction, dtype=np.float32)
+    if isinstance(prediction, dict):  # all signature outputs: take the post-processed mask
+        prediction = prediction[MASK_OUTPUT]
+    prediction = np.asarray(prediction)
     prediction = prediction.reshape(prediction.shape[-2:])
+    if not np.isin(prediction, (0, 1)).all():  # probabilities: the eval config names the wrong output
+        raise ValueError(f"expected the model's 0/1 `{MASK_OUTPUT}` output, got values in [{prediction.min()}, {prediction.max()}]")
+    prediction = prediction.astype(np.uint8)  # TFMA may hand it as floats; an integer mask is not thresholded again
     label = _first(_for_model(inputs.label, model_name))
     truth = np.frombuffer(label, dtype=np.uint8).reshape(prediction.shape)
     case_id = _first(inputs.features[features.CASE_ID])

@@ -10,11 +10,18 @@ Evaluator, `unet4mri evaluate`, `unet4mri predict` and the report):
   IMAGES_TTA_SIGNATURE the same with flip test-time augmentation (4 network passes)
   outputs              PROBABILITIES float32 [batch, height, width] and
                        MASK_OUTPUT uint8 [batch, height, width] in 0/1
-  MODEL_INFO_DIR/MODEL_INFO_FILE  JSON {"context_slices": K, "image_size": S}
+                       (`mask` is the post-processed mask: core.postprocessing)
+  MODEL_INFO_DIR/MODEL_INFO_FILE  JSON {"context_slices": K, "image_size": S,
+                       "postprocessing": the spec the signatures apply
+                       (core.postprocessing.PostProcessing.to_dict; absent in
+                       older models: the default), "postprocessing_choice":
+                       how the trainer chose it on the eval patients
+                       (core.postprocessing.Choice.to_dict; absent when not chosen)}
 
 Artifacts inside the pipeline:
   SERVING_SUBDIR       a Model artifact's SavedModel folder (TFX's layout)
   HISTORY_FILE         the Trainer's per-epoch metrics, in its ModelRun artifact
+  POSTPROCESSING_FILE  the Trainer's choice of post-processing (Choice.to_dict), beside it
   HYPERPARAMETERS_FILE the PositivePixelWeight output, a JSON holding POSITIVE_PIXEL_WEIGHT
   REJECTED_FILE        the slices ingestion refused, a CSV in the Examples artifact
 
@@ -39,9 +46,12 @@ MODEL_INFO_DIR = "assets.extra"
 MODEL_INFO_FILE = "unet4mri.json"
 INFO_CONTEXT_SLICES = "context_slices"
 INFO_IMAGE_SIZE = "image_size"
+INFO_POSTPROCESSING = "postprocessing"
+INFO_POSTPROCESSING_CHOICE = "postprocessing_choice"
 
 SERVING_SUBDIR = "Format-Serving"
 HISTORY_FILE = "history.json"
+POSTPROCESSING_FILE = "postprocessing.json"
 HYPERPARAMETERS_FILE = "positive_pixel_weight.json"
 POSITIVE_PIXEL_WEIGHT = "positive_pixel_weight"
 REJECTED_FILE = "rejected.csv"

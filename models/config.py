@@ -56,6 +56,9 @@ class TrainingConfig:
       SELECTION_METRICS) whose best epoch is exported, which early stopping
       and the learning-rate schedule watch; the default, `dice_pooled`, counts
       false positives on tumor-free slices, `dice_per_tumor_slice_mean` does not.
+    postprocessing: after training, choose the mask's probability threshold and
+      minimum 8-connected component size on the eval patients
+      (core.postprocessing.choose); False: the default (0.5, no removal).
     """
 
     model: str = option("unet", "network", choices=MODELS)
@@ -90,6 +93,9 @@ class TrainingConfig:
     tumor_patch_fraction: float = option(0.5, "share of patches centered on tumor")
     inference_window: int | None = option(None, "exported model: tile slices larger than this (Gaussian blending)")
     context_slices: int = option(0, "add the K slices below and above as input channels (ingestion stores them)")
+    postprocessing: bool = option(
+        True, "export the plain 0.5 threshold instead of choosing threshold and minimum component size on the eval patients"
+    )
 
     def __post_init__(self):
         checks = [

@@ -1,4 +1,5 @@
-"""The TFX Trainer's module: `run_fn` is glue around `train` and `export_serving_model`.
+"""The TFX Trainer's module: `run_fn` is glue around `train`, the choice of the
+post-processing on the eval split (`choose_postprocessing`) and `export_serving_model`.
 
 Inputs through TFX:
 - `fn_args.custom_config["training"]`: the TrainingConfig as a dict (known when
@@ -17,12 +18,15 @@ import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT
+from core import postprocessing
+from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT, POSTPROCESSING_FILE, PROBABILITIES, SERVING_SIGNATURE
+from data_schema import features
 from models import input_pipeline, losses, networks
 from models.config import SELECTION_METRICS, WARM_START_SERVED, TrainingConfig
-from models.export import export_serving_model
+from models.export import INPUT_SPECS, export_serving_model, serving_functions
 from models.segmentation_metrics import KERAS_NAMES, training_metrics
 from models.training_model import as_model_inputs, training_model
 
@@ -282,6 +286,42 @@ def load_weights_from(model: keras.Model, saved_model_dir: str) -> None:
     logging.info("warm start: %d of %d variables from %s", matched, len(model.variables), saved_model_dir)
 
 
+def eval_split_slices(
+    model: keras.Model, config: TrainingConfig, eval_files: list[str], batch_size: int = 32
+) -> list[postprocessing.EvalSlice]:
+    """Every slice of `eval_files` (core.postprocessing.EvalSlice: truth and raw probabilities at the
+    slice's native size), predicted by the `serving_default` function the export writes for `model`."""
+    network = networks.inference_model(model, config)
+    function = serving_functions(network, config, postprocessing.PostProcessing())[SERVING_SIGNATURE]
+    predict = tf.function(function, input_signature=[INPUT_SPECS[SERVING_SIGNATURE]])
+    spec = {
+        features.CASE_ID: tf.io.FixedLenFeature([], tf.string),
+        features.SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        features.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        features.MASK: tf.io.FixedLenFeature([], tf.string),
+    }
+    files = sorted(path for pattern in eval_files for path in tf.io.gfile.glob(pattern))
+    slices = []
+    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
+        parsed = {key: value.numpy() for key, value in tf.io.parse_example(serialized, spec).items()}
+        sizes = list(zip(parsed[features.HEIGHT].tolist(), parsed[features.WIDTH].tolist()))
+        for size in sorted(set(sizes)):  # one slice size per call
+            indices = [i for i, other in enumerate(sizes) if other == size]
+            probabilities = predict(tf.gather(serialized, indices))[PROBABILITIES].numpy()
+            for i, slice_probabilities in zip(indices, probabilities):
+                truth = np.frombuffer(parsed[features.MASK][i], np.uint8).reshape(size) > 0
+                case_id = parsed[features.CASE_ID][i].decode()
+                slices.append(postprocessing.EvalSlice(case_id, int(parsed[features.SLICE_INDEX][i]), truth, slice_probabilities))
+    return slices
+
+
+def choose_postprocessing(model: keras.Model, config: TrainingConfig, eval_files: list[str]) -> postprocessing.Choice:
+    """The post-processing of the trained `model`, chosen on the eval split (never the test split):
+    probabilities computed once, then core.postprocessing.choose post-processes them in numpy for the grid."""
+    return postprocessing.choose(eval_split_slices(model, config, eval_files))
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     config = TrainingConfig.from_dict(fn_args.custom_config["training"])
@@ -316,5 +356,12 @@ def run_fn(fn_args) -> None:
             },
             out,
         )
-    export_serving_model(result.model, config, fn_args.serving_model_dir)
+    spec, choice = postprocessing.PostProcessing(), None
+    if config.postprocessing:
+        choice = choose_postprocessing(result.model, config, fn_args.eval_files)
+        spec = choice.spec
+        logging.info("post-processing chosen on the eval split: %s", spec.describe())
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, POSTPROCESSING_FILE), "w") as out:
+            json.dump(choice.to_dict(), out, indent=2)
+    export_serving_model(result.model, config, fn_args.serving_model_dir, spec, choice)
     tf.io.gfile.rmtree(backup_dir)

@@ -30,7 +30,7 @@ from components.latest_artifact import LatestArtifactOrNoneStrategy
 from components.latest_pushed_model import LatestPushedModel
 from components.positive_pixel_weight.component import PositivePixelWeight
 from components.slice_example_gen import executor as slice_executor
-from core.contracts import PROBABILITIES, SERVING_SIGNATURE
+from core.contracts import MASK_OUTPUT, SERVING_SIGNATURE
 from data_schema import features
 from pipeline.config import SPLITS, PipelineConfig
 
@@ -139,7 +139,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             tfma.ModelSpec(
                 signature_name=SERVING_SIGNATURE,
                 label_key=features.MASK,
-                prediction_key=PROBABILITIES,
+                prediction_key=MASK_OUTPUT,  # the post-processed mask, as users get it
                 model_type=tfma.TF_GENERIC,
             )
         ],

@@ -151,7 +151,7 @@ def format_summary(summary: RunSummary) -> str:
     if summary.metrics_by_slice:
         order = contracts.REPORTED_SLICES
         names = [name for name in order if name in summary.metrics_by_slice]
-        lines.append("Evaluation on the test patients (threshold 0.5; definitions in docs/metrics.md):")
+        lines.append("Evaluation on the test patients (after the model's post-processing; definitions in docs/metrics.md):")
         lines.append(f"  {'metric':<28}" + "".join(f"{name:>10}" for name in names))
         for key in metrics.METRIC_KEYS:
             cells = []

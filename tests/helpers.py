@@ -28,13 +28,14 @@ def square_example(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(mask * 255.0, 3, axis=-1), mask
 
 
-def export_red_channel_model(export_dir: str, image_size: int = 32, **config_overrides) -> None:
+def export_red_channel_model(export_dir: str, image_size: int = 32, spec=None, **config_overrides) -> None:
     """Export, as our SavedModel, a network whose tumor mask is `first channel > 127.5`.
 
     One 1x1 convolution: logit = (channel 0 - 127.5) / 10, the other channels
     ignored. On slices of `image_size` x `image_size` (no resizing) its
     predicted mask is exactly the pixels whose first channel is 255 when the
     image holds only 0 and 255, so metrics on it can be computed by hand.
+    spec: its post-processing (core.postprocessing.PostProcessing; None: the default).
     """
     import keras
 
@@ -48,7 +49,7 @@ def export_red_channel_model(export_dir: str, image_size: int = 32, **config_ove
     kernel = np.zeros((1, 1, config.input_channels, 1), np.float32)
     kernel[0, 0, 0, 0] = 0.1
     layer.set_weights([kernel, np.array([-12.75], np.float32)])
-    export_serving_model(network, config, export_dir)
+    export_serving_model(network, config, export_dir, spec)
 
 
 def tfma_metric_inputs(case_id: str, index: int, truth: np.ndarray, probabilities: np.ndarray):

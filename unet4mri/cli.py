@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 
+from core.contracts import INFO_POSTPROCESSING, INFO_POSTPROCESSING_CHOICE
 from core.synthetic_data import FAMILIES
 from core.volumes import VolumeLayout
 from models.config import TrainingConfig
@@ -19,6 +20,7 @@ from unet4mri.config_options import add_options, config_from_args
 
 DEFAULT_DATA_DIR = "data/synthetic"
 DEFAULT_OUTPUT_DIR = "output"
+_POSTPROCESSING_KEYS = (INFO_POSTPROCESSING, INFO_POSTPROCESSING_CHOICE)
 
 
 def _pipeline_config(args: argparse.Namespace, local: bool) -> PipelineConfig:
@@ -65,7 +67,10 @@ def command_predict(args: argparse.Namespace) -> int:
     if is_volume_input(args.input, layout):
         cases = predict_volumes(args.model, args.input, args.output, args.threshold, args.batch_size, args.tta, layout)
         failed = [case for case in cases if case.error]
-        print(f"predicted {len(cases) - len(failed)} cases; masks (*_pred_seg.nii.gz), overlays and cases.csv in {args.output}")
+        print(
+            f"predicted {len(cases) - len(failed)} cases; masks (*_pred_seg.nii.gz), overlays and cases.csv in {args.output}"
+            f"{_postprocessing_line(cases)}"
+        )
         for case in failed:
             print(f"unet4mri: error: {case.error}", file=sys.stderr)
         return 2 if failed else 0
@@ -74,9 +79,17 @@ def command_predict(args: argparse.Namespace) -> int:
     with_tumor = sum(row.pred_pixels > 0 for row in results)
     print(
         f"predicted {len(results)} slices of {len(cases)} cases ({with_tumor} with tumor); masks, overlays, "
-        f"slices.csv and cases.csv in {args.output}"
+        f"slices.csv and cases.csv in {args.output}{_postprocessing_line(results)}"
     )
     return 0
+
+
+def _postprocessing_line(rows: list) -> str:
+    """'; post-processing: <steps>' of the predicted rows (they all share it), or '' when none was predicted."""
+    from core.postprocessing import PostProcessing
+
+    done = [row for row in rows if row.threshold is not None]
+    return f"; post-processing: {PostProcessing(done[0].threshold, done[0].min_component_pixels).describe()}" if done else ""
 
 
 def command_report(args: argparse.Namespace) -> int:
@@ -98,10 +111,29 @@ def command_evaluate(args: argparse.Namespace) -> int:
         result = evaluate.evaluate_model(args.model, args.data_dir, args.batch_size, tta=args.tta)
         rows = f"{len(result['slices'])} slices"
     evaluate.write_json(result, args.output)
-    overall = {key: value for key, value in result.items() if key not in ("by_size", "slices", "patients")}
+    overall = {key: value for key, value in result.items() if key not in ("by_size", "slices", "patients", *_POSTPROCESSING_KEYS)}
     print(json.dumps(overall, indent=2))
+    print(_postprocessing_report(result))
     print(f"wrote {args.output} ({rows})")
     return 0
+
+
+def _postprocessing_report(result: dict) -> str:
+    """The post-processing of the evaluated masks and, when the trainer chose it, its eval-patient figures before/after."""
+    from core.postprocessing import CRITERION, PostProcessing
+
+    lines = [f"post-processing applied: {PostProcessing.from_dict(result[INFO_POSTPROCESSING]).describe()}"]
+    choice = result.get(INFO_POSTPROCESSING_CHOICE)
+    if choice:
+        before, after = choice["before"][CRITERION], choice["after"][CRITERION]
+        lines.append(f"chosen on the eval patients: {CRITERION} {_number(before)} with the default, {_number(after)} with it")
+    else:
+        lines.append("(not chosen at training: the default, or a model exported before post-processing)")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def command_compile(args: argparse.Namespace) -> int:
@@ -216,7 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
         "a BraTS-style case folder (NIfTI files or DICOM series folders) or a root of them",
     )
     predict.add_argument("--output", required=True, help="folder for the results")
-    predict.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is tumor (default: %(default)s)")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability above which a pixel is tumor, instead of the model's own (chosen at training); "
+        "its other post-processing steps are kept (default: the model's)",
+    )
     predict.add_argument(
         "--pixel-mm", type=float, default=None, help="TIFF/PNG input: pixel side in mm, to report tumor areas in mm² (volumes know theirs)"
     )

@@ -1,7 +1,11 @@
 """Evaluation of a pushed model on a folder in the kaggle_3m layout or of BraTS-style volumes.
 
-Uses the exported `predict_images` signature (through `served_model`) at the slices' native size and
-the metric definitions of `core.metrics`. On TIFF slices the JSON keys are
+Uses the exported `predict_images` signature (through `served_model`) at the slices' native size,
+scores its post-processed `mask` output (as the Evaluator does) with the
+metric definitions of `core.metrics`. Every JSON has `postprocessing` (the
+steps the model applies: core.postprocessing.PostProcessing.to_dict) and, when
+the trainer chose them, `postprocessing_choice` (the eval-patient metrics
+before and after, and the grid searched). On TIFF slices the other keys are
 those metrics, `by_size` (tumor-size bucket -> the per-slice metrics) and
 `slices`. On volumes (`evaluate_volumes`), every case is predicted as
 `unet4mri predict` does and scored in 3D at its native resolution: the keys
@@ -15,19 +19,19 @@ import json
 import math
 import os
 
-from core import metrics, slices, volumes
+from core import contracts, metrics, slices, volumes
 from data_schema import features
 from unet4mri.served_model import ServedModel
 from unet4mri.volume_prediction import predict_case
 
 
 def predict_counts(model: ServedModel, pairs: list[slices.SlicePair], batch_size: int = 16) -> list[metrics.SliceCounts]:
-    """Per-slice counts of the model's masks (probability > PROBABILITY_THRESHOLD) against the truth, in `pairs` order."""
+    """Per-slice counts of the model's (post-processed) masks against the truth, in `pairs` order."""
     counts: list[metrics.SliceCounts | None] = [None] * len(pairs)
-    for index, image, probabilities in model.predict_pairs(pairs, batch_size, read_image=slices.read_image):
+    for index, image, predicted in model.predict_pairs(pairs, batch_size, read_image=slices.read_image):
         pair = pairs[index]
         truth = slices.read_mask(pair.mask_path, image.shape[:2])
-        counts[index] = metrics.slice_counts(truth, probabilities > metrics.PROBABILITY_THRESHOLD, pair.case_id, pair.slice_index)
+        counts[index] = metrics.slice_counts(truth, predicted.mask, pair.case_id, pair.slice_index)
     return counts
 
 
@@ -56,7 +60,16 @@ def report(
 def evaluate_model(model_dir: str, data_dir: str, batch_size: int = 16, tta: bool = False) -> dict:
     """Metrics of the model in `model_dir` (a SavedModel or a Pusher base folder) on `data_dir`
     (tta: with flip test-time augmentation)."""
-    return report(predict_counts(ServedModel.load(model_dir, tta=tta), slices.find_slice_pairs(data_dir), batch_size))
+    model = ServedModel.load(model_dir, tta=tta)
+    return {**report(predict_counts(model, slices.find_slice_pairs(data_dir), batch_size)), **postprocessing_applied(model)}
+
+
+def postprocessing_applied(model: ServedModel) -> dict:
+    """The JSON keys that say which post-processing the scored masks had and how it was chosen."""
+    applied = {contracts.INFO_POSTPROCESSING: model.postprocessing.to_dict()}
+    if model.postprocessing_choice is not None:
+        applied[contracts.INFO_POSTPROCESSING_CHOICE] = model.postprocessing_choice
+    return applied
 
 
 def evaluate_volumes(
@@ -71,9 +84,9 @@ def evaluate_volumes(
     patients = []
     for case in cases:
         loaded = volumes.load_case(case, layout)
-        *_, predicted = predict_case(model, loaded, metrics.PROBABILITY_THRESHOLD, batch_size)
+        *_, predicted = predict_case(model, loaded, batch_size=batch_size)
         patients.append(metrics.volume_metrics(loaded.mask, predicted, loaded.spacing_mm, case.case_id))
-    return _nan_to_none({**metrics.summarize_volumes(patients), "patients": patients})
+    return _nan_to_none({**metrics.summarize_volumes(patients), "patients": patients, **postprocessing_applied(model)})
 
 
 def write_json(result: dict, path: str) -> None:

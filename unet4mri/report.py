@@ -139,7 +139,7 @@ def gallery(model_dir: str, examples_uri: str, split: str = "test", per_bucket: 
                 features.TUMOR_SIZE_BUCKET: tf.io.FixedLenFeature([], tf.string),
             },
         )
-        predicted = model.predict_examples(serialized.numpy()) > metrics.PROBABILITY_THRESHOLD
+        predicted = model.predict_examples(serialized.numpy()).mask > 0  # the model's post-processed masks
         for i in range(len(predicted)):
             truth = masks[i, ..., 0].numpy()
             counts = metrics.slice_counts(
@@ -189,7 +189,7 @@ def volume_metrics_of_split(model_dir: str, examples_uri: str, split: str = "tes
         if float(tf.reduce_min(parsed[features.PIXEL_SPACING_MM])) <= 0:
             return []  # a mix of layouts: no volumes to speak of
         _, masks = parse_examples(serialized)
-        predicted = model.predict_examples(serialized.numpy()) > metrics.PROBABILITY_THRESHOLD
+        predicted = model.predict_examples(serialized.numpy()).mask > 0  # the model's post-processed masks
         for i in range(len(predicted)):
             case = cases.setdefault(parsed[features.CASE_ID][i].numpy().decode(), {"slices": {}})
             case["spacing"] = (float(parsed[features.PIXEL_SPACING_MM][i]),) * 2 + (float(parsed[features.SLICE_SPACING_MM][i]),)

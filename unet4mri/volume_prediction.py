@@ -11,7 +11,11 @@ be read gets a row with its one-line `error` and the others go on.
 
 Each axial slice is put on the grid the model was trained on
 (`core.volume_grid`), predicted, and its probabilities are resampled back
-to the native slice before the threshold.
+to the native slice, where the model's post-processing (core.postprocessing:
+threshold, then 8-connected components below the minimum size removed per
+axial slice, in native pixels) makes the mask; `cases.csv` names it
+(`threshold`, `min_component_pixels`). An explicit `threshold` replaces the
+model's and keeps its other steps.
 """
 
 import dataclasses
@@ -21,8 +25,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from core import metrics, overlay, volume_grid, volumes
-from unet4mri.predict import write_rows
+from core import metrics, overlay, postprocessing, volume_grid, volumes
+from unet4mri.predict import applied_postprocessing, write_rows
 from unet4mri.served_model import ServedModel
 
 PREDICTION_SUFFIX = "_pred_seg.nii.gz"
@@ -38,6 +42,8 @@ class CasePrediction:
     dice: float | None
     mask_path: str
     error: str = ""
+    threshold: float | None = None  # the post-processing applied (core.postprocessing.PostProcessing)
+    min_component_pixels: int | None = None
 
 
 def is_volume_input(path: str, layout: volumes.VolumeLayout = volumes.DEFAULT_LAYOUT) -> bool:
@@ -68,12 +74,14 @@ def find_cases(path: str, layout: volumes.VolumeLayout = volumes.DEFAULT_LAYOUT)
     return volumes.find_volume_cases(path, layout, labels_required=False)
 
 
-def predict_case(model: ServedModel, loaded: volumes.LoadedCase, threshold: float = 0.5, batch_size: int = 16):
+def predict_case(model: ServedModel, loaded: volumes.LoadedCase, spec: postprocessing.PostProcessing | None = None, batch_size: int = 16):
     """(grid images uint8 [z, 256, 256, 3], grid probabilities float32 [z, 256, 256], grid,
-    native mask uint8 0/1 [x, y, z] in RAS+) of one loaded case."""
+    native mask uint8 0/1 [x, y, z] in RAS+) of one loaded case; spec: the post-processing
+    (None: the model's), applied to each native axial slice."""
     images, grid = volume_grid.grid_slices(loaded.images, loaded.spacing_mm)
     probabilities = model.predict_stack(images, batch_size)
-    native = (volume_grid.native_volume(probabilities, grid) > threshold).astype(np.uint8)
+    native_probabilities = np.moveaxis(volume_grid.native_volume(probabilities, grid), -1, 0)  # [z, x, y]: slices first
+    native = np.moveaxis(postprocessing.apply(native_probabilities, spec or model.postprocessing), 0, -1)
     return images, probabilities, grid, native
 
 
@@ -81,20 +89,21 @@ def predict_volumes(
     model_dir: str,
     input_path: str,
     output_dir: str,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     batch_size: int = 16,
     tta: bool = False,
     layout: volumes.VolumeLayout = volumes.DEFAULT_LAYOUT,
 ) -> list[CasePrediction]:
     """Predict every case at `input_path`; write the masks, overlays and `cases.csv` (module docstring)."""
-    if not 0.0 < threshold < 1.0:
+    if threshold is not None and not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     cases, problems = find_cases(input_path, layout)
     model = ServedModel.load(model_dir, tta=tta)
+    spec = applied_postprocessing(model, threshold)
     results = [CasePrediction(os.path.basename(folder), 0, 0, None, None, None, "", reason) for folder, reason in problems]
     for case in cases:
         try:
-            results.append(_predict_one(model, case, layout, output_dir, threshold, batch_size))
+            results.append(_predict_one(model, case, layout, output_dir, spec, batch_size))
         except volumes.VolumeError as error:
             results.append(CasePrediction(case.case_id, 0, 0, None, None, None, "", str(error).splitlines()[0]))
     results.sort(key=lambda row: row.case_id)
@@ -103,16 +112,22 @@ def predict_volumes(
 
 
 def _predict_one(
-    model: ServedModel, case: volumes.VolumeCase, layout: volumes.VolumeLayout, output_dir: str, threshold: float, batch_size: int
+    model: ServedModel,
+    case: volumes.VolumeCase,
+    layout: volumes.VolumeLayout,
+    output_dir: str,
+    spec: postprocessing.PostProcessing,
+    batch_size: int,
 ) -> CasePrediction:
     loaded = volumes.load_case(case, layout)
-    images, probabilities, grid, native = predict_case(model, loaded, threshold, batch_size)
+    images, probabilities, grid, native = predict_case(model, loaded, spec, batch_size)
+    grid_masks = postprocessing.apply(probabilities, spec)  # the overlays: the same steps on the grid slices
     folder = os.path.join(output_dir, case.case_id)
     os.makedirs(folder, exist_ok=True)
     truth_grid = volume_grid.grid_masks(loaded.mask, grid) if loaded.mask is not None else None
     for k, image in enumerate(images):
         truth = truth_grid[k] if truth_grid is not None else None
-        picture = overlay.overlay(image, probabilities[k] > threshold, truth)
+        picture = overlay.overlay(image, grid_masks[k], truth)
         Image.fromarray(picture).save(os.path.join(folder, f"{case.case_id}_{k + 1}_overlay.png"))
     mask_path = volumes.write_mask_like(native, loaded.reference, os.path.join(folder, case.case_id + PREDICTION_SUFFIX))
     truth_ml = dice = None
@@ -127,6 +142,8 @@ def _predict_one(
         truth_volume_ml=truth_ml,
         dice=None if dice is None or math.isnan(dice) else dice,
         mask_path=mask_path,
+        threshold=spec.threshold,
+        min_component_pixels=spec.min_component_pixels,
     )
 
 

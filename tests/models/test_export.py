@@ -154,3 +154,28 @@ def test_a_tiled_model_gives_the_sliding_window_probabilities_of_its_network(tmp
     np.testing.assert_allclose(exported, expected, atol=1e-5)
     whole = tf.sigmoid(model(images.astype(np.float32), training=False)).numpy()[..., 0]
     assert np.abs(expected - whole).max() > 1e-4  # tiling matters here, so the comparison above can fail
+
+
+def test_the_mask_output_is_the_post_processed_probabilities_and_the_info_file_names_it(tmp_path):
+    import json
+
+    from core import contracts, postprocessing
+    from tests.helpers import export_red_channel_model
+
+    spec = postprocessing.PostProcessing(threshold=0.6, min_component_pixels=6)
+    directory = str(tmp_path / "model")
+    export_red_channel_model(directory, image_size=32, spec=spec)
+    images = np.zeros((2, 40, 36, 3), np.uint8)
+    images[0, 2:6, 2:6, 0] = 255  # 16 pixels: kept
+    images[0, 20:22, 20:22, 0] = 255  # 4 pixels: removed
+    images[1, 10:12, 30:33, 0] = 255  # 6 pixels: kept (the minimum is inclusive)
+    images[1, 30, 5, 0] = 255  # 1 pixel: removed
+    loaded = tf.saved_model.load(directory)
+    for name in ("predict_images", "predict_images_tta"):
+        out = loaded.signatures[name](images=tf.constant(images))
+        probabilities, mask = out["probabilities"].numpy(), out["mask"].numpy()
+        np.testing.assert_array_equal(mask, postprocessing.apply(probabilities, spec))
+        assert mask.sum() < (probabilities > 0.5).sum()  # the post-processing changed the masks
+    assert mask.sum() == 16 + 6 and probabilities.max() > 0.99  # `probabilities` stays the raw network output
+    with open(os.path.join(directory, contracts.MODEL_INFO_DIR, contracts.MODEL_INFO_FILE)) as info:
+        assert json.load(info)[contracts.INFO_POSTPROCESSING] == {"threshold": 0.6, "min_component_pixels": 6}

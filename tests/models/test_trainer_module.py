@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -225,3 +226,52 @@ def test_a_model_that_paints_healthy_slices_is_not_the_best_epoch(selection_metr
     model.load_weights(best_path)
     kernel, bias = model.get_layer("logits").get_weights()
     assert (kernel.ravel().tolist(), float(bias[0])) == script[chosen_epoch]
+
+
+def test_run_fn_chooses_the_post_processing_on_the_eval_split_and_exports_it(split_records, tmp_path):
+    from types import SimpleNamespace
+
+    from core import contracts, metrics, postprocessing
+    from models.trainer_module import run_fn
+
+    train_files, eval_files = split_records
+    config = testing_config(epochs=1)
+    fn_args = SimpleNamespace(
+        custom_config={"training": dataclasses.asdict(config)},
+        hyperparameters={contracts.POSITIVE_PIXEL_WEIGHT: 20.0},
+        base_model=None,
+        train_files=[train_files],
+        eval_files=[eval_files],
+        model_run_dir=str(tmp_path / "Trainer" / "model_run" / "1"),
+        serving_model_dir=str(tmp_path / "serving"),
+    )
+    run_fn(fn_args)
+    report = json.loads((tmp_path / "Trainer" / "model_run" / "1" / contracts.POSTPROCESSING_FILE).read_text())
+    with open(os.path.join(fn_args.serving_model_dir, contracts.MODEL_INFO_DIR, contracts.MODEL_INFO_FILE)) as source:
+        info = json.load(source)
+    assert info[contracts.INFO_POSTPROCESSING] == report["chosen"] and info[contracts.INFO_POSTPROCESSING_CHOICE] == report
+    assert set(report["before"]) == set(report["after"]) == set(metrics.METRIC_KEYS)
+    assert len(report["grid"]) >= len(postprocessing.THRESHOLD_GRID) + len(postprocessing.MIN_COMPONENT_PIXELS_GRID) - 2
+    # The exported mask output applies the chosen spec.
+    model = tf.saved_model.load(fn_args.serving_model_dir)
+    [serialized] = list(tf.data.TFRecordDataset(tf.io.gfile.glob(eval_files), compression_type="GZIP").batch(64))
+    out = model.signatures["serving_default"](examples=serialized)
+    chosen = postprocessing.PostProcessing.from_dict(report["chosen"])
+    np.testing.assert_array_equal(out["mask"].numpy(), postprocessing.apply(out["probabilities"].numpy(), chosen))
+    assert out["probabilities"].shape[0] == 20 and out["probabilities"].shape[1:] == (256, 256)
+
+
+def test_eval_split_slices_are_the_exported_models_probabilities(split_records, tmp_path):
+    from models.export import export_serving_model
+    from models.trainer_module import eval_split_slices
+
+    _, eval_files = split_records
+    config = testing_config(dropout_rate=0.0)
+    model = networks.build_model(config)
+    slices = eval_split_slices(model, config, [eval_files], batch_size=7)
+    export_serving_model(model, config, str(tmp_path / "model"))
+    records = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(eval_files), compression_type="GZIP").batch(64)))
+    exported = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"](examples=records)["probabilities"].numpy()
+    assert {s.case_id for s in slices} == {synthetic_data.case_id(i, 0) for i in (2, 5)} and len(slices) == len(exported) == 20
+    np.testing.assert_allclose(np.stack([s.probabilities for s in slices]), exported, atol=1e-6)
+    assert all(s.truth.shape == (256, 256) and s.truth.dtype == bool for s in slices)

@@ -60,7 +60,9 @@ def test_evaluate_writes_the_documented_json(tmp_path, tiny_dataset, tiny_model_
         "tumor_slice_detection_rate",
         "by_size",
         "slices",
+        "postprocessing",  # the steps applied (an untrained model exported by hand: no choice recorded)
     }
+    assert result["postprocessing"] == {"threshold": 0.5, "min_component_pixels": 0}
     assert len(result["slices"]) == 60
     assert set(result["slices"][0]) == {"case_id", "slice_index", "truth_pixels", "pred_pixels", "dice", "iou"}
     assert set(result["by_size"]) <= {"none", "small", "medium", "large"} and "none" in result["by_size"]

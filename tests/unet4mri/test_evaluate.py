@@ -91,3 +91,35 @@ def test_report_buckets_slices_by_the_given_thresholds():
     }
     assert [row["dice"] for row in result["slices"]] == [1.0, 0.0, 0.5, None]  # NaN written as null
     assert "intersection" not in result["slices"][0]
+
+
+def test_evaluate_scores_the_models_post_processed_masks_and_says_so(known_folder, tmp_path, capsys):
+    from core import contracts
+    from core.postprocessing import PostProcessing
+
+    data, _ = known_folder
+    model = str(tmp_path / "model")
+    export_red_channel_model(model, image_size=SIZE, spec=PostProcessing(0.5, 5))  # removes P1 #2's 4-pixel false positive
+    output = tmp_path / "metrics.json"
+    assert cli.main(["evaluate", "--model", model, "--data-dir", data, "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert [row["pred_pixels"] for row in result["slices"]] == [32, 0, 64]
+    assert result["empty_slice_fp_rate"] == 0.0 and result["dice_per_patient_mean"] == pytest.approx((2 * 16 / (16 + 32) + 1) / 2)
+    assert result[contracts.INFO_POSTPROCESSING] == {"threshold": 0.5, "min_component_pixels": 5}
+    assert contracts.INFO_POSTPROCESSING_CHOICE not in result  # exported by hand, not chosen by the trainer
+    assert "post-processing applied: probability > 0.5, then 8-connected components < 5 px removed" in capsys.readouterr().out
+
+
+def test_a_model_exported_before_post_processing_is_scored_with_the_default(known_folder, tmp_path):
+    import shutil
+
+    from core import contracts
+
+    data, model = known_folder
+    old = tmp_path / "old"
+    shutil.copytree(model, old)
+    info = old / contracts.MODEL_INFO_DIR / contracts.MODEL_INFO_FILE
+    info.write_text(json.dumps({key: value for key, value in json.loads(info.read_text()).items() if key == contracts.INFO_CONTEXT_SLICES}))
+    result = evaluate.evaluate_model(str(old), data)
+    assert result[contracts.INFO_POSTPROCESSING] == {"threshold": 0.5, "min_component_pixels": 0}
+    assert [row["pred_pixels"] for row in result["slices"]] == [32, 4, 64]

@@ -78,3 +78,27 @@ def test_predict_reads_slices_with_masks_optional(tmp_path):
     os.remove(mask_path)
     pairs = slices.find_slice_pairs(str(tmp_path), masks_required=False)
     assert [(p.slice_index, p.mask_path) for p in pairs] == [(1, None)]
+
+
+def test_predict_writes_the_models_post_processed_masks_and_names_the_steps(tmp_path, capsys):
+    from core.postprocessing import PostProcessing
+    from tests.conftest import write_pair
+    from tests.helpers import export_red_channel_model
+
+    model = str(tmp_path / "model")
+    export_red_channel_model(model, image_size=32, spec=PostProcessing(0.5, 5))
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[2:6, 2:6, 0] = 255  # 16 pixels: kept
+    image[20:22, 20:22, 0] = 255  # 4 pixels: removed
+    write_pair(tmp_path / "data", "P1", 1, image, np.zeros((32, 32), np.uint8))
+    out = tmp_path / "out"
+    assert cli.main(["predict", "--model", model, "--input", str(tmp_path / "data"), "--output", str(out)]) == 0
+    assert "post-processing: probability > 0.5, then 8-connected components < 5 px removed per slice" in capsys.readouterr().out
+    assert int((tifffile.imread(out / "P1" / "P1_1_pred_mask.tif") > 0).sum()) == 16
+    for table in ("slices.csv", "cases.csv"):
+        with open(out / table) as rows:
+            row = next(csv.DictReader(rows))
+        assert (float(row["threshold"]), int(row["min_component_pixels"])) == (0.5, 5), table
+    # An explicit threshold replaces the model's and keeps its minimum size.
+    [result] = predict.predict_folder(model, str(tmp_path / "data"), str(tmp_path / "out2"), threshold=0.3)
+    assert (result.threshold, result.min_component_pixels, result.pred_pixels) == (0.3, 5, 16)
