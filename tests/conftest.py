@@ -14,8 +14,10 @@ from core import synthetic_data  # noqa: E402
 # Seed 0 puts 4 / 1 / 1 of these 6 patients in train / eval / test (hash of the case id).
 TINY_PATIENTS = 6
 TINY_SLICES = 10
+# `unet4mri run` options that switch off every quality gate of the blessing (a tiny model passes none).
+NO_QUALITY_GATES = "--min-tumor-slice-dice 0 --min-patient-dice 0 --max-empty-slice-fp-rate off --max-fp-rate-regression off".split()
 # `unet4mri run` options of a seconds-long training: one epoch of a tiny network, no quality gate.
-TINY_RUN_ARGS = "--epochs 1 --image-size 32 --depth 2 --n-filters 8 --batch-size 8 --min-tumor-slice-dice 0".split()
+TINY_RUN_ARGS = ["--epochs", "1", "--image-size", "32", "--depth", "2", "--n-filters", "8", "--batch-size", "8", *NO_QUALITY_GATES]
 
 
 @pytest.fixture(scope="session")
