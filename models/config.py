@@ -37,6 +37,11 @@ class TrainingConfig:
     loss: one of LOSSES; the `weighted_*` losses use the positive-pixel weight
       computed by the pipeline (negative / positive pixels of the train split).
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
+    hard_negative_fraction: share of the tumor-free part of each batch drawn from
+      the hard negatives (models.hard_negatives: tumor-free train slices at the
+      ends of their volume or predicted with tumor at the end of the previous
+      epoch) instead of from all tumor-free slices; 0: off. Needs oversampling
+      (tumor_slice_fraction > 0).
     prune_level: UNet++ only, the supervision head (1..depth) the exported model uses.
     patch_size: train on patch_size x patch_size crops of the slices (at
       `image_size`; use image_size=256 for native resolution) instead of whole
@@ -73,6 +78,9 @@ class TrainingConfig:
     epochs: int = option(30, "maximum epochs; early stopping on --selection-metric")
     learning_rate: float = option(2e-3, "Adam learning rate")
     tumor_slice_fraction: float = option(0.5, "share of tumor slices per batch")
+    hard_negative_fraction: float = option(
+        0.0, "share of the tumor-free slices per batch drawn from the hard negatives (volume ends, last epoch's false positives); 0: off"
+    )
     augment: bool = option(True, "train without augmentation (flips, rotations, scaling, intensity)")
     early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
     selection_metric: str = option(
@@ -114,6 +122,15 @@ class TrainingConfig:
             (
                 0.0 <= self.tumor_slice_fraction < 1.0,
                 f"tumor_slice_fraction must be in [0, 1), got {self.tumor_slice_fraction}",
+            ),
+            (
+                0.0 <= self.hard_negative_fraction < 1.0,
+                f"hard_negative_fraction must be in [0, 1), got {self.hard_negative_fraction}",
+            ),
+            (
+                self.hard_negative_fraction == 0.0 or self.tumor_slice_fraction > 0.0,
+                "hard_negative_fraction needs oversampling (tumor_slice_fraction > 0), "
+                f"got hard_negative_fraction={self.hard_negative_fraction} with tumor_slice_fraction=0",
             ),
             (
                 self.selection_metric in SELECTION_METRICS,
