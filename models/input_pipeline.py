@@ -51,7 +51,7 @@ def resize_pair(images, masks, size: int):
 
 
 def _decoded(file_patterns: list[str], size: int, context_slices: int = 0) -> tf.data.Dataset:
-    records = tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    records = tf.data.TFRecordDataset(record_files(file_patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
     return (
         records.batch(64)
         .map(lambda serialized: resize_pair(*parse_examples(serialized, context_slices=context_slices), size), num_parallel_calls=AUTOTUNE)
@@ -63,35 +63,48 @@ def _decoded(file_patterns: list[str], size: int, context_slices: int = 0) -> tf
 def count_slices(file_patterns: list[str]) -> tuple[int, int]:
     """(slices, tumor slices) in the files, read once."""
     total = tumor = 0
-    for batch in tf.data.TFRecordDataset(_glob(file_patterns), compression_type="GZIP").batch(256):
+    for batch in tf.data.TFRecordDataset(record_files(file_patterns), compression_type="GZIP").batch(256):
         _, masks = parse_examples(batch)
         total += int(masks.shape[0])
         tumor += int(tf.reduce_sum(tf.cast(tf.reduce_any(masks > 0, axis=[1, 2, 3]), tf.int32)))
     return total, tumor
 
 
-def _glob(file_patterns: list[str]) -> list[str]:
+def record_files(file_patterns: list[str]) -> list[str]:
+    """The files the patterns match, sorted; a ValueError when none does."""
     files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no TFRecord files match {file_patterns}")
     return files
 
 
-def training_dataset(file_patterns: list[str], config: TrainingConfig, oversample: bool = True) -> tf.data.Dataset:
+def training_dataset(
+    file_patterns: list[str], config: TrainingConfig, oversample: bool = True, hard_negatives: tf.data.Dataset | None = None
+) -> tf.data.Dataset:
     """Endless batches: tumor slices oversampled to `tumor_slice_fraction`, shuffled,
     and cropped to `patch_size` patches when set (see models.patches).
 
     oversample: False when the data lacks tumor or empty slices (sampling from
     an empty class would never yield).
+    hard_negatives: an endless stream of tumor-free (image, mask) slices at the
+      training size (models.hard_negatives.HardNegativePool.stream); with
+      oversampling and `hard_negative_fraction` > 0, that share of the
+      tumor-free part of each batch is drawn from it. None, or a fraction of 0:
+      the batches of a run without it, draw for draw.
     """
     decoded = _decoded(file_patterns, config.image_size, config.context_slices)
     has_tumor = lambda image, mask: tf.reduce_any(mask > 0)  # noqa: E731
     tumor = decoded.filter(has_tumor).repeat().shuffle(512, seed=config.seed)
     empty = decoded.filter(lambda image, mask: tf.logical_not(has_tumor(image, mask))).repeat().shuffle(512, seed=config.seed + 1)
-    if oversample and config.tumor_slice_fraction > 0:
+    tumor_share, hard_share = config.tumor_slice_fraction, config.hard_negative_fraction
+    if oversample and tumor_share > 0 and hard_negatives is not None and hard_share > 0:
         mixed = tf.data.Dataset.sample_from_datasets(
-            [tumor, empty], weights=[config.tumor_slice_fraction, 1.0 - config.tumor_slice_fraction], seed=config.seed
+            [tumor, empty, hard_negatives],
+            weights=[tumor_share, (1.0 - tumor_share) * (1.0 - hard_share), (1.0 - tumor_share) * hard_share],
+            seed=config.seed,
         )
+    elif oversample and tumor_share > 0:  # unchanged since before hard negatives: same draws, same batches
+        mixed = tf.data.Dataset.sample_from_datasets([tumor, empty], weights=[tumor_share, 1.0 - tumor_share], seed=config.seed)
     else:
         mixed = decoded.repeat().shuffle(1024, seed=config.seed)
     batches = mixed.batch(config.batch_size, drop_remainder=True)

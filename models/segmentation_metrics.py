@@ -24,7 +24,7 @@ from keras import ops
 from core.metrics import PROBABILITY_THRESHOLD
 
 # sigmoid(logit) > p  <=>  logit > log(p / (1 - p)); 0 for p = 0.5.
-_LOGIT_THRESHOLD = math.log(PROBABILITY_THRESHOLD / (1.0 - PROBABILITY_THRESHOLD))
+LOGIT_THRESHOLD = math.log(PROBABILITY_THRESHOLD / (1.0 - PROBABILITY_THRESHOLD))
 
 # `core.metrics` key -> the name of the Keras metric with that definition in the training logs.
 KERAS_NAMES = {
@@ -41,7 +41,7 @@ def slice_counts(y_true, y_pred) -> tuple:
     y_true: masks [batch, H, W, 1] (tumor where > 0.5); y_pred: logits [batch, H, W, 1].
     """
     truth = ops.cast(ops.cast(y_true, "float32") > 0.5, "float32")
-    predicted = ops.cast(ops.cast(y_pred, "float32") > _LOGIT_THRESHOLD, "float32")
+    predicted = ops.cast(ops.cast(y_pred, "float32") > LOGIT_THRESHOLD, "float32")
     axes = tuple(range(1, len(truth.shape)))
     return ops.sum(truth * predicted, axis=axes), ops.sum(truth, axis=axes), ops.sum(predicted, axis=axes)
 

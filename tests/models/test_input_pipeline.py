@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from core import slices
-from models import input_pipeline
+from models import hard_negatives, input_pipeline
 from models.config import testing_config
 from tests.helpers import write_examples
 
@@ -60,3 +60,26 @@ def test_patch_training_batches_are_patches_of_the_slices(records):
     assert images.shape == (16, 32, 32, 3) and masks.shape == (16, 32, 32, 1)
     # Tumor slices are oversampled to 0.9 and every patch of a tumor slice is centered on tumor.
     assert np.mean(np.any(masks.numpy() > 0, axis=(1, 2, 3))) >= 0.7
+
+
+def _batches_before_hard_negatives(file_patterns, config):
+    """training_dataset's oversampling as it was before hard negatives (issue 14), kept to compare with."""
+    decoded = input_pipeline._decoded(file_patterns, config.image_size, config.context_slices)
+    has_tumor = lambda image, mask: tf.reduce_any(mask > 0)  # noqa: E731
+    tumor = decoded.filter(has_tumor).repeat().shuffle(512, seed=config.seed)
+    empty = decoded.filter(lambda image, mask: tf.logical_not(has_tumor(image, mask))).repeat().shuffle(512, seed=config.seed + 1)
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [tumor, empty], weights=[config.tumor_slice_fraction, 1.0 - config.tumor_slice_fraction], seed=config.seed
+    )
+    return mixed.batch(config.batch_size, drop_remainder=True)
+
+
+@pytest.mark.parametrize("with_pool", [False, True])
+def test_without_hard_negatives_the_batches_are_those_of_before(records, with_pool):
+    config = testing_config(batch_size=8, seed=3)
+    assert config.hard_negative_fraction == 0.0  # off by default
+    pool = hard_negatives.HardNegativePool.from_arrays(np.full((2, 32, 32, 3), -1.0, np.float32), np.ones(2, bool))
+    dataset = input_pipeline.training_dataset([records], config, hard_negatives=pool.stream(seed=0) if with_pool else None)
+    for (images, masks), (old_images, old_masks) in zip(dataset.take(6), _batches_before_hard_negatives([records], config).take(6)):
+        np.testing.assert_array_equal(images.numpy(), old_images.numpy())
+        np.testing.assert_array_equal(masks.numpy(), old_masks.numpy())
