@@ -24,7 +24,7 @@ import tensorflow as tf
 from core import postprocessing
 from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT, POSTPROCESSING_FILE, PROBABILITIES, SERVING_SIGNATURE
 from data_schema import features
-from models import input_pipeline, losses, networks
+from models import hard_negatives, input_pipeline, losses, networks
 from models.config import SELECTION_METRICS, WARM_START_SERVED, TrainingConfig
 from models.export import INPUT_SPECS, export_serving_model, serving_functions
 from models.segmentation_metrics import KERAS_NAMES, training_metrics
@@ -217,6 +217,7 @@ def train(
     if slices == 0:
         raise ValueError(f"no training slices in {train_files}")
     oversample = 0 < tumor_slices < slices
+    hard_pool = hard_negative_pool(config, train_files, oversample)  # its variables outside the strategy: tf.data reads them
     keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}" if config.mixed_precision else "float32")
     with (strategy or distribution_strategy()).scope():
         network = networks.build_model(config)
@@ -228,6 +229,8 @@ def train(
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
     checkpoint, early_stopping, reduce_lr = selection_callbacks(network, config, best_weights)
     callbacks = [checkpoint, early_stopping, reduce_lr]
+    if hard_pool is not None:  # first: its pool size is in the logs the others record
+        callbacks.insert(0, hard_negatives.HardNegativeMiner(hard_pool, network, config.batch_size))
     progress = None
     if backup_dir:
         tf.io.gfile.makedirs(backup_dir)
@@ -236,8 +239,9 @@ def train(
     callbacks += extra_callbacks or []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0))
+    hard_stream = hard_pool.stream(config.seed + 3) if hard_pool is not None else None  # seed + 2: the patch crops
     history = model.fit(
-        as_model_inputs(input_pipeline.training_dataset(train_files, config, oversample=oversample)),
+        as_model_inputs(input_pipeline.training_dataset(train_files, config, oversample=oversample, hard_negatives=hard_stream)),
         steps_per_epoch=max(slices // config.batch_size, 1),
         epochs=config.epochs,
         validation_data=as_model_inputs(input_pipeline.evaluation_dataset(eval_files, config)),
@@ -251,6 +255,17 @@ def train(
     if tf.io.gfile.exists(best_weights):
         model.load_weights(best_weights)
     return TrainingResult(network, epochs, best_epoch, progress.resumed_from_epoch if progress else 0)
+
+
+def hard_negative_pool(config: TrainingConfig, train_files: list[str], oversample: bool) -> hard_negatives.HardNegativePool | None:
+    """The hard-negative pool of the train files when `config.hard_negative_fraction` > 0 and the
+    batches are oversampled (the data has tumor and tumor-free slices), else None."""
+    if config.hard_negative_fraction == 0:
+        return None
+    if not oversample:
+        logging.info("hard negatives off: the train split lacks tumor or tumor-free slices, so batches are not oversampled")
+        return None
+    return hard_negatives.load_pool(train_files, config)
 
 
 def backup_dir_for(fn_args, config: TrainingConfig, positive_pixel_weight: float, warm_start: str | None) -> str:

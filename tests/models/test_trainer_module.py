@@ -33,6 +33,18 @@ def test_train_returns_the_best_epoch_and_its_weights(split_records, tmp_path):
     assert os.path.isfile(tmp_path / "best.weights.h5")
 
 
+def test_train_with_hard_negatives_logs_the_pool_every_epoch(split_records, tmp_path):
+    from models import hard_negatives
+
+    train_files, eval_files = split_records
+    config = testing_config(epochs=2, early_stopping_patience=2, hard_negative_fraction=0.5)
+    result = train(config, [train_files], [eval_files], 20.0, str(tmp_path))
+    pool = hard_negatives.load_pool([train_files], config)
+    sizes = result.history[hard_negatives.POOL_LOG_KEY]
+    assert len(sizes) == len(result.history["loss"]) == 2
+    assert all(pool.size <= size <= len(pool.ends) for size in sizes)  # at least the volume ends, at most every tumor-free slice
+
+
 @pytest.mark.parametrize(
     "network, selection_metric, key",
     [
