@@ -251,26 +251,31 @@ def _SlicesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     volume_listings = [volumes.find_volume_cases(root, layout) for root in volume_roots]
     context_slices = int(options["context_slices"])
     elements = [element for listing in listings for element in zip(listing.pairs, slices.context_paths(listing.pairs, context_slices))]
-    results = (
-        pipeline
-        | "ListSlices" >> beam.Create(elements, reshuffle=True)
-        | "ReadSlices" >> beam.ParDo(_ReadSlice(options)).with_outputs(_REJECTED_TAG, main="examples")
-    )
-    volume_results = (
-        pipeline
-        | "ListVolumes" >> beam.Create([case for cases, _ in volume_listings for case in cases], reshuffle=True)
-        | "ReadVolumes" >> beam.ParDo(_ReadVolume(options)).with_outputs(_REJECTED_TAG, main="examples")
-    )
+    cases = [case for found, _ in volume_listings for case in found]
+    # Only the readers that have input: a Flatten of two example streams makes Beam's local runner
+    # buffer every example before the write (peak memory grew with the data, measured in `make bench`).
+    readers = []
+    if elements or not cases:
+        readers.append(pipeline | "ListSlices" >> beam.Create(elements, reshuffle=True) | "ReadSlices" >> _read(_ReadSlice(options)))
+    if cases:
+        readers.append(pipeline | "ListVolumes" >> beam.Create(cases, reshuffle=True) | "ReadVolumes" >> _read(_ReadVolume(options)))
     problems = [problem for listing in listings for problem in listing.unpaired]
     problems += [problem for _, case_problems in volume_listings for problem in case_problems]
     unpaired = pipeline | "ListUnpaired" >> beam.Create(problems)
     _ = (
-        (results[_REJECTED_TAG], volume_results[_REJECTED_TAG], unpaired)
+        (*(reader[_REJECTED_TAG] for reader in readers), unpaired)
         | "AllRejected" >> beam.Flatten()
         | "FormatRejected" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")
         | "WriteRejected" >> beam.io.WriteToText(exec_properties[_REJECTED_PATH], shard_name_template="")
     )
-    return (results.examples, volume_results.examples) | "AllExamples" >> beam.Flatten()
+    if len(readers) == 1:
+        return readers[0].examples
+    return tuple(reader.examples for reader in readers) | "AllExamples" >> beam.Flatten()
+
+
+def _read(reader: beam.DoFn) -> beam.PTransform:
+    """The ParDo of a reader DoFn, with the refused inputs as a second output."""
+    return beam.ParDo(reader).with_outputs(_REJECTED_TAG, main="examples")
 
 
 class Executor(BaseExampleGenExecutor):
