@@ -42,6 +42,14 @@ class TrainingConfig:
       ends of their volume or predicted with tumor at the end of the previous
       epoch) instead of from all tumor-free slices; 0: off. Needs oversampling
       (tumor_slice_fraction > 0).
+    min_steps_per_epoch: an epoch is one pass over the train split's slices
+      (slices // batch_size steps) but at least this many steps. An epoch is
+      the interval between validations, which early stopping and the
+      learning-rate schedule count in; on a small dataset (16 cases: 6 steps
+      of 32) a patience of 8 epochs is 48 steps, and the run stopped before
+      the network had learned to leave healthy slices empty. 15 steps of 32
+      slices is about one pass over the embedded data's train split (500
+      slices), whose runs it leaves as they were.
     prune_level: UNet++ only, the supervision head (1..depth) the exported model uses.
     patch_size: train on patch_size x patch_size crops of the slices (at
       `image_size`; use image_size=256 for native resolution) instead of whole
@@ -76,6 +84,9 @@ class TrainingConfig:
     image_size: int = option(128, "training resolution in pixels")
     batch_size: int = option(32, "slices per training step (the global batch with several GPUs)")
     epochs: int = option(30, "maximum epochs; early stopping on --selection-metric")
+    min_steps_per_epoch: int = option(
+        15, "an epoch (validation, early stopping, learning-rate schedule) is at least this many training steps"
+    )
     learning_rate: float = option(2e-3, "Adam learning rate")
     tumor_slice_fraction: float = option(0.5, "share of tumor slices per batch")
     hard_negative_fraction: float = option(
@@ -118,6 +129,7 @@ class TrainingConfig:
             ),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.min_steps_per_epoch >= 1, f"min_steps_per_epoch must be >= 1, got {self.min_steps_per_epoch}"),
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (
                 0.0 <= self.tumor_slice_fraction < 1.0,
@@ -170,6 +182,10 @@ class TrainingConfig:
         """Channels of the network's input: 3 MR sequences per slice, 2K + 1 slices."""
         return 3 * (2 * self.context_slices + 1)
 
+    def steps_per_epoch(self, slices: int) -> int:
+        """Training steps per epoch for a train split of `slices` slices (see min_steps_per_epoch)."""
+        return max(slices // self.batch_size, self.min_steps_per_epoch)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -184,6 +200,6 @@ class TrainingConfig:
 
 def testing_config(**overrides) -> TrainingConfig:
     """A tiny configuration for tests: 32x32, depth 2, 8 filters, one epoch."""
-    values = dict(image_size=32, depth=2, n_filters=8, batch_size=8, epochs=1, early_stopping_patience=1)
+    values = dict(image_size=32, depth=2, n_filters=8, batch_size=8, epochs=1, min_steps_per_epoch=1, early_stopping_patience=1)
     values.update(overrides)
     return TrainingConfig(**values)

@@ -242,7 +242,7 @@ def train(
     hard_stream = hard_pool.stream(config.seed + 3) if hard_pool is not None else None  # seed + 2: the patch crops
     history = model.fit(
         as_model_inputs(input_pipeline.training_dataset(train_files, config, oversample=oversample, hard_negatives=hard_stream)),
-        steps_per_epoch=max(slices // config.batch_size, 1),
+        steps_per_epoch=config.steps_per_epoch(slices),
         epochs=config.epochs,
         validation_data=as_model_inputs(input_pipeline.evaluation_dataset(eval_files, config)),
         callbacks=callbacks,

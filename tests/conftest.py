@@ -17,7 +17,10 @@ TINY_SLICES = 10
 # `unet4mri run` options that switch off every quality gate of the blessing (a tiny model passes none).
 NO_QUALITY_GATES = "--min-tumor-slice-dice 0 --min-patient-dice 0 --max-empty-slice-fp-rate off --max-fp-rate-regression off".split()
 # `unet4mri run` options of a seconds-long training: one epoch of a tiny network, no quality gate.
-TINY_RUN_ARGS = ["--epochs", "1", "--image-size", "32", "--depth", "2", "--n-filters", "8", "--batch-size", "8", *NO_QUALITY_GATES]
+TINY_RUN_ARGS = [
+    *("--epochs 1 --min-steps-per-epoch 1 --image-size 32 --depth 2 --n-filters 8 --batch-size 8".split()),
+    *NO_QUALITY_GATES,
+]
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from models.config import TrainingConfig, testing_config
         (dict(tumor_patch_fraction=1.5), "tumor_patch_fraction must be in"),
         (dict(inference_window=72), "inference_window must be a multiple"),
         (dict(selection_metric="empty_slice_fp_rate"), "selection_metric must be one of"),
+        (dict(min_steps_per_epoch=0), "min_steps_per_epoch must be >= 1, got 0"),
     ],
 )
 def test_invalid_options_name_the_value(kwargs, message):
@@ -38,3 +39,16 @@ def test_round_trip_and_unknown_keys():
     assert TrainingConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(ValueError, match="unknown training options"):
         TrainingConfig.from_dict({"epochs": 2, "epoch": 3})
+
+
+@pytest.mark.parametrize(
+    "slices, batch_size, min_steps, steps",
+    [
+        (500, 32, 15, 15),  # the embedded data's train split: one pass, as before the minimum
+        (220, 32, 15, 15),  # 11 train cases of 20 slices: 6 steps a pass, raised to the minimum
+        (3000, 32, 15, 93),  # a large split: one pass (3000 // 32)
+        (7, 8, 1, 1),
+    ],
+)
+def test_an_epoch_is_one_pass_but_at_least_the_minimum_steps(slices, batch_size, min_steps, steps):
+    assert TrainingConfig(batch_size=batch_size, min_steps_per_epoch=min_steps).steps_per_epoch(slices) == steps

@@ -33,6 +33,29 @@ def test_train_returns_the_best_epoch_and_its_weights(split_records, tmp_path):
     assert os.path.isfile(tmp_path / "best.weights.h5")
 
 
+class _StepCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1
+
+
+@pytest.mark.parametrize("min_steps", [1, 8])
+def test_an_epoch_has_at_least_the_minimum_steps(split_records, tmp_path, min_steps):
+    train_files, eval_files = split_records  # 4 train cases: a pass is fewer than 8 batches of 8
+    config = testing_config(epochs=2, early_stopping_patience=2, min_steps_per_epoch=min_steps)
+    counter = _StepCounter()
+    train(config, [train_files], [eval_files], 20.0, str(tmp_path), extra_callbacks=[counter])
+    slices = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(train_files), compression_type="GZIP"))
+    assert slices // config.batch_size < 8
+    assert counter.steps == [max(slices // config.batch_size, min_steps)] * 2
+
+
 def test_train_with_hard_negatives_logs_the_pool_every_epoch(split_records, tmp_path):
     from models import hard_negatives
 

@@ -17,7 +17,10 @@ from tests.conftest import NO_QUALITY_GATES
 pytestmark = pytest.mark.e2e
 
 # Long enough to be killed mid-training: 40 epochs of 64x64 slices, no early stop.
-SLOW_RUN_ARGS = "--epochs 40 --patience 40 --image-size 64 --depth 2 --n-filters 8 --batch-size 8 --no-report".split() + NO_QUALITY_GATES
+SLOW_RUN_ARGS = [
+    *"--epochs 40 --min-steps-per-epoch 1 --patience 40 --image-size 64 --depth 2 --n-filters 8 --batch-size 8 --no-report".split(),
+    *NO_QUALITY_GATES,
+]
 REUSED = {"FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "PositivePixelWeight"}
 
 
