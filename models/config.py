@@ -83,7 +83,7 @@ class TrainingConfig:
     loss: str = option("weighted_bce_dice", "loss", choices=LOSSES)
     image_size: int = option(128, "training resolution in pixels")
     batch_size: int = option(32, "slices per training step (the global batch with several GPUs)")
-    epochs: int = option(30, "maximum epochs; early stopping on --selection-metric")
+    epochs: int = option(60, "maximum epochs; early stopping on --selection-metric")
     min_steps_per_epoch: int = option(
         15, "an epoch (validation, early stopping, learning-rate schedule) is at least this many training steps"
     )
