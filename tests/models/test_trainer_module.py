@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from core import synthetic_data
-from models import networks
+from models import input_pipeline, networks
 from models.config import testing_config
 from models.trainer_module import compile_model, monitored_metric, selection_callbacks, train
 from tests.helpers import write_examples
@@ -33,12 +33,15 @@ def test_train_returns_the_best_epoch_and_its_weights(split_records, tmp_path):
     assert os.path.isfile(tmp_path / "best.weights.h5")
 
 
-class _StepCounter(keras.callbacks.Callback):
+class _Counter(keras.callbacks.Callback):
+    """The epochs begun and the training steps of each."""
+
     def __init__(self):
         super().__init__()
-        self.steps = []
+        self.epochs, self.steps = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
         self.steps.append(0)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -49,9 +52,9 @@ class _StepCounter(keras.callbacks.Callback):
 def test_an_epoch_has_at_least_the_minimum_steps(split_records, tmp_path, min_steps):
     train_files, eval_files = split_records  # 4 train cases: a pass is fewer than 8 batches of 8
     config = testing_config(epochs=2, early_stopping_patience=2, min_steps_per_epoch=min_steps)
-    counter = _StepCounter()
+    counter = _Counter()
     train(config, [train_files], [eval_files], 20.0, str(tmp_path), extra_callbacks=[counter])
-    slices = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(train_files), compression_type="GZIP"))
+    slices, _ = input_pipeline.count_slices([train_files])
     assert slices // config.batch_size < 8
     assert counter.steps == [max(slices // config.batch_size, min_steps)] * 2
 
@@ -136,15 +139,6 @@ class _Interrupt(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self.epochs:
             raise KeyboardInterrupt
-
-
-class _Counter(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
 
 
 def test_an_interrupted_training_resumes_after_its_last_epoch(split_records, tmp_path):
