@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,10 +47,13 @@ def test_unetpp_reuses_unet_blocks_and_prunes_to_fewer_parameters():
 
 
 def test_standardization_makes_the_network_blind_to_scanner_gain():
-    config = testing_config(dropout_rate=0.0)
-    model = networks.build_model(config)
+    keras.utils.set_random_seed(0)
+    model = networks.build_model(testing_config(dropout_rate=0.0))
     images = np.random.default_rng(0).uniform(20, 200, (1, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(model(images * 0.6).numpy(), model(images).numpy(), atol=2e-3)
+    darker, original = model(images * 0.6).numpy(), model(images).numpy()
+    # The variance's +1 keeps the invariance approximate (about 1 / (2 variance), 3e-4 here),
+    # so the bound is relative to the output's scale, which depends on the initial weights.
+    assert np.max(np.abs(darker - original)) <= 1e-3 * np.max(np.abs(original))
 
 
 def test_reference_parameter_counts_with_32_filters():
