@@ -35,7 +35,14 @@ class TrainingConfig:
     depth: number of down-sampling levels; the image size must be divisible by 2**depth.
     n_filters: filters of the first level, doubling per level.
     loss: one of LOSSES; the `weighted_*` losses use the positive-pixel weight
-      computed by the pipeline (negative / positive pixels of the train split).
+      computed by the pipeline (negative / positive pixels of the train split),
+      raised to `positive_weight_exponent`.
+    positive_weight_exponent: the weighted losses weight tumor pixels by
+      (negative / positive pixels) ** exponent: 1 balances the classes of the
+      train split, 0.5 tempers the weight (119.5 -> 10.9 on the embedded data,
+      630 -> 25 on small lesions), 0 is the unweighted loss. Weighted BCE is
+      minimized at sigmoid = w·p / (w·p + 1 - p) for a true probability p, so a
+      large w paints a tumor wherever p exceeds about 1 / (1 + w).
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
     hard_negative_fraction: share of the tumor-free part of each batch drawn from
       the hard negatives (models.hard_negatives: tumor-free train slices at the
@@ -81,6 +88,9 @@ class TrainingConfig:
     deep_supervision: bool = option(False, "UNet++: train every head")
     prune_level: int | None = option(None, "UNet++ with deep supervision: export the sub-network of this head (1..depth)")
     loss: str = option("weighted_bce_dice", "loss", choices=LOSSES)
+    positive_weight_exponent: float = option(
+        1.0, "weighted losses: tumor pixels weigh (background / tumor pixels) ** this (1: balanced, 0: unweighted)"
+    )
     image_size: int = option(128, "training resolution in pixels")
     batch_size: int = option(32, "slices per training step (the global batch with several GPUs)")
     epochs: int = option(60, "maximum epochs; early stopping on --selection-metric")
@@ -131,6 +141,10 @@ class TrainingConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.min_steps_per_epoch >= 1, f"min_steps_per_epoch must be >= 1, got {self.min_steps_per_epoch}"),
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (
+                0.0 <= self.positive_weight_exponent <= 1.0,
+                f"positive_weight_exponent must be in [0, 1], got {self.positive_weight_exponent}",
+            ),
             (
                 0.0 <= self.tumor_slice_fraction < 1.0,
                 f"tumor_slice_fraction must be in [0, 1), got {self.tumor_slice_fraction}",
@@ -185,6 +199,10 @@ class TrainingConfig:
     def steps_per_epoch(self, slices: int) -> int:
         """Training steps per epoch for a train split of `slices` slices (see min_steps_per_epoch)."""
         return max(slices // self.batch_size, self.min_steps_per_epoch)
+
+    def tumor_pixel_weight(self, positive_pixel_weight: float) -> float:
+        """The weighted losses' tumor-pixel weight from the pipeline's negative / positive pixel ratio."""
+        return positive_pixel_weight**self.positive_weight_exponent
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

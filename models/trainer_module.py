@@ -156,7 +156,7 @@ def distribution_strategy() -> tf.distribute.Strategy:
 def compile_model(model: keras.Model, config: TrainingConfig, positive_pixel_weight: float, outputs: int | None = None) -> None:
     """Loss, metrics and optimizer; `outputs`: the network's heads (several with deep supervision),
     by default `model`'s own (pass it for a wrapper such as models.training_model's)."""
-    loss = losses.make_loss(config.loss, positive_pixel_weight)
+    loss = losses.make_loss(config.loss, config.tumor_pixel_weight(positive_pixel_weight))
     outputs = outputs or len(model.outputs)
     metrics = training_metrics()
     model.compile(

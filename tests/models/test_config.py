@@ -25,6 +25,7 @@ from models.config import TrainingConfig, testing_config
         (dict(inference_window=72), "inference_window must be a multiple"),
         (dict(selection_metric="empty_slice_fp_rate"), "selection_metric must be one of"),
         (dict(min_steps_per_epoch=0), "min_steps_per_epoch must be >= 1, got 0"),
+        (dict(positive_weight_exponent=1.5), "positive_weight_exponent must be in \\[0, 1\\], got 1.5"),
     ],
 )
 def test_invalid_options_name_the_value(kwargs, message):
@@ -52,3 +53,16 @@ def test_round_trip_and_unknown_keys():
 )
 def test_an_epoch_is_one_pass_but_at_least_the_minimum_steps(slices, batch_size, min_steps, steps):
     assert TrainingConfig(batch_size=batch_size, min_steps_per_epoch=min_steps).steps_per_epoch(slices) == steps
+
+
+@pytest.mark.parametrize(
+    "exponent, ratio, weight",
+    [
+        (1.0, 119.5, 119.5),  # balanced classes: the pipeline's ratio as it is
+        (0.5, 625.0, 25.0),
+        (0.5, 4.0, 2.0),
+        (0.0, 625.0, 1.0),  # the unweighted loss
+    ],
+)
+def test_the_tumor_pixel_weight_is_the_ratio_to_the_exponent(exponent, ratio, weight):
+    assert TrainingConfig(positive_weight_exponent=exponent).tumor_pixel_weight(ratio) == pytest.approx(weight)

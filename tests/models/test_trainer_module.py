@@ -94,6 +94,19 @@ def test_the_monitored_key_is_in_the_logs(network, selection_metric, key):
         monitored_metric(model, "empty_slice_fp_rate")  # lower is better: not a selection metric
 
 
+@pytest.mark.parametrize("exponent, weight", [(1.0, 400.0), (0.5, 20.0)])
+def test_the_compiled_loss_weighs_tumor_pixels_by_the_tempered_ratio(exponent, weight):
+    config = testing_config(loss="weighted_bce", positive_weight_exponent=exponent)
+    model = networks.build_model(config)
+    compile_model(model, config, positive_pixel_weight=400.0)
+    # One tumor pixel at logit 0 among background at logit -inf: the loss is weight * log 2 / pixels.
+    y_true = np.zeros((1, 4, 4, 1), "float32")
+    y_true[0, 1, 1, 0] = 1.0
+    logits = np.full((1, 4, 4, 1), -1e4, "float32")
+    logits[0, 1, 1, 0] = 0.0
+    assert float(model.loss(y_true, logits)) == pytest.approx(weight * np.log(2.0) / 16, rel=1e-5)
+
+
 def test_deep_supervision_trains_every_head_on_the_augmented_masks(split_records, tmp_path):
     train_files, eval_files = split_records
     config = testing_config(model="unetpp", deep_supervision=True)
