@@ -44,8 +44,8 @@ class TrainingConfig:
       Weighted BCE is minimized at sigmoid = w·p / (w·p + 1 - p) for a true
       probability p, so a large w paints a tumor wherever p exceeds about
       1 / (1 + w); tumor slices are moreover oversampled to half of each
-      batch, which the split's pixel ratio does not count. Two runs on the
-      embedded data: docs/results.md, "The positive-pixel weight".
+      batch, which the split's pixel ratio does not count. Measured on both
+      families: docs/results.md, "The positive-pixel weight".
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
     hard_negative_fraction: share of the tumor-free part of each batch drawn from
       the hard negatives (models.hard_negatives: tumor-free train slices at the

@@ -84,7 +84,8 @@ def make_loss(name: str, positive_pixel_weight: float = 1.0) -> Loss:
     """The loss `name` (models.config.LOSSES) as a function (y_true, logits) -> scalar.
 
     positive_pixel_weight: the weight of tumor pixels in the weighted BCE
-    losses (negative / positive pixel count of the training data; > 1 raises recall).
+    losses (the trainer passes TrainingConfig.tumor_pixel_weight of the train
+    split's negative / positive pixel ratio; > 1 raises recall).
     """
     if positive_pixel_weight <= 0:
         raise ValueError(f"positive_pixel_weight must be > 0, got {positive_pixel_weight}")
