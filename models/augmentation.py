@@ -4,7 +4,10 @@
 left-right flip, a rotation, a scaling and a shift (applied to image and mask
 together: bilinear for the image, nearest for the mask), then a gamma and a
 gain per MR sequence, a smooth multiplicative bias field and additive noise
-(image only). It runs inside the training step (see models.training_model), so the
+(image only). With `background_structures` > 0 it also paints, on that share
+of the slices, random structures of random MR contrast into the dark
+background around the head, with no tumor label (`add_background_structures`).
+It runs inside the training step (see models.training_model), so the
 CPU-side tf.data pipeline only decodes, caches, samples and batches. The
 ranges are defined once, in `RANGES`; the tests read them from there.
 """
@@ -30,6 +33,10 @@ class AugmentationRanges:
       over x, y in [-1, 1], with a, b, c normal(0, stddev).
     max_noise_stddev: Gaussian noise on brain pixels (> 0), standard deviation
       uniform in [0, max] on the 0..255 scale, per slice.
+    background_level: background structures go only where the slice, smoothed
+      over 8x8 blocks, is darker than this on the 0..255 scale (brightest channel).
+    structure_colour: each structure layer's intensity per MR sequence,
+      uniform in [low, high] x 255 (lesion-like contrasts included).
     """
 
     flip_probability: float = 0.5
@@ -40,15 +47,24 @@ class AugmentationRanges:
     gain: tuple[float, float] = (0.8, 1.2)
     bias_field_stddev: float = 0.1
     max_noise_stddev: float = 4.0
+    background_level: float = 20.0
+    structure_colour: tuple[float, float] = (0.15, 1.0)
 
 
 RANGES = AugmentationRanges()
 SEQUENCES = 3  # MR sequences per slice (pre-contrast, FLAIR, post-contrast)
+# Background structure layers: {name: side of the random grid that is smoothly upsampled}; a
+# coarse one (blobs of about a sixth of the slice: fat, muscle, sinuses) and a fine one (lesion-sized).
+STRUCTURE_LAYERS = {"coarse": 6, "fine": 16}
 
 
 @keras.saving.register_keras_serializable(package="unet4mri")
 class SliceAugmentation(keras.layers.Layer):
     """Random geometric and intensity transforms of (images, masks), only when training.
+
+    background_structures: share of slices that get background structures
+    (`add_background_structures`); 0 draws nothing for them, so the other
+    transforms are those of a layer without the option.
 
     Inputs: images float32 [batch, height, width, 3 (2K + 1)], NHWC, raw
     0..255 intensities (with K context slices each MR sequence's gamma and
@@ -58,10 +74,13 @@ class SliceAugmentation(keras.layers.Layer):
     (under a mixed-precision policy too). seed: of the layer's SeedGenerator.
     """
 
-    def __init__(self, seed: int | None = None, **kwargs):
+    def __init__(self, seed: int | None = None, background_structures: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if not 0.0 <= background_structures <= 1.0:
+            raise ValueError(f"background_structures must be in [0, 1], got {background_structures}")
         self.seed = seed
+        self.background_structures = background_structures
         self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
 
     def sample_parameters(self, batch_size, height, width, channels) -> dict:
@@ -74,7 +93,7 @@ class SliceAugmentation(keras.layers.Layer):
 
         max_angle = ranges.max_rotation_degrees * math.pi / 180.0
         log_gamma = keras.random.uniform([batch_size, 1, 1, SEQUENCES], -ranges.max_log_gamma, ranges.max_log_gamma, seed=seed)
-        return {
+        drawn = {
             "flip": keras.random.uniform([batch_size], seed=seed) < ranges.flip_probability,
             "angle": keras.random.uniform([batch_size], -max_angle, max_angle, seed=seed),
             "scale": keras.random.uniform([batch_size], *ranges.scale, seed=seed),
@@ -85,6 +104,16 @@ class SliceAugmentation(keras.layers.Layer):
             "noise": keras.random.normal([batch_size, height, width, channels], seed=seed)
             * keras.random.uniform([batch_size, 1, 1, 1], 0.0, ranges.max_noise_stddev, seed=seed),
         }
+        if self.background_structures > 0:
+            low, high = ranges.structure_colour
+            drawn["structures"] = keras.random.uniform([batch_size, 1, 1, 1], seed=seed) < self.background_structures
+            for layer, grid in STRUCTURE_LAYERS.items():
+                drawn[f"{layer}_field"] = keras.random.uniform([batch_size, grid, grid, 1], seed=seed)
+                drawn[f"{layer}_level"] = keras.random.uniform([batch_size, 1, 1, 1], 0.55, 0.8, seed=seed)
+                colour = keras.random.uniform([batch_size, 1, 1, SEQUENCES], low * 255.0, high * 255.0, seed=seed)
+                drawn[f"{layer}_colour"] = per_sequence(colour)
+            drawn["structure_texture"] = keras.random.uniform([batch_size, 32, 32, 1], seed=seed)
+        return drawn
 
     def call(self, images, masks, training=None):
         if not training:
@@ -94,13 +123,15 @@ class SliceAugmentation(keras.layers.Layer):
             raise ValueError(f"images must have a multiple of {SEQUENCES} channels, got {channels}")
         parameters = self.sample_parameters(batch_size, height, width, channels)
         images, masks = apply_geometry(images, masks, parameters)
+        if "structures" in parameters:
+            images = add_background_structures(images, parameters)
         return apply_intensity(images, parameters), masks
 
     def compute_output_shape(self, images_shape, masks_shape):
         return images_shape, masks_shape
 
     def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
+        return {**super().get_config(), "seed": self.seed, "background_structures": self.background_structures}
 
 
 def affine_matrices(angle, scale, shift, height, width):
@@ -152,3 +183,40 @@ def apply_intensity(images, parameters: dict):
     normalized = ops.maximum(images, 0.0) / 255.0
     images = ops.power(normalized, parameters["gamma"]) * parameters["gain"] * bias * 255.0
     return ops.where(images > 0, ops.maximum(images + parameters["noise"], 0.0), images)
+
+
+def background_weight(images, level: float):
+    """float32 [batch, height, width, 1] in 0..1: 1 where the slice is background (outside the head).
+
+    The brightest channel is averaged over 8x8 blocks (so CSF and dark lesions inside the brain,
+    which brain tissue surrounds, do not count) and upsampled: 1 below level / 2, 0 above `level`.
+    """
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    brightest = ops.max(images, axis=-1, keepdims=True)
+    blocks = ops.average_pool(brightest, pool_size=8, strides=8, padding="same", data_format="channels_last")
+    smoothed = ops.image.resize(blocks, (height, width), interpolation="bilinear", data_format="channels_last")
+    return ops.clip((level - smoothed) / (level / 2.0), 0.0, 1.0)
+
+
+def add_background_structures(images, parameters: dict):
+    """Paint random structures into the background of the slices drawn in `parameters["structures"]`.
+
+    Real head scans are not skull-stripped: scalp fat, marrow, muscle, the orbits and the sinus
+    mucosa surround the brain, and several are bright on FLAIR like a lesion. A network trained on
+    skull-stripped slices has never seen them and paints tumor there. Each drawn slice gets two
+    layers (STRUCTURE_LAYERS) of smooth random blobs, each covering part of the background, with a
+    random intensity per MR sequence (RANGES.structure_colour) and a +-15 % texture, only where
+    `background_weight` is 1; the masks do not change (a structure outside the brain is not tumor).
+    The idea is domain randomization with random contrasts (Billot et al., SynthSeg, Medical
+    Image Analysis 2023). images: float32 [batch, height, width, 3 (2K + 1)], 0..255.
+    """
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    size = (height, width)
+    where = background_weight(images, RANGES.background_level) * ops.cast(parameters["structures"], "float32")
+    texture = ops.image.resize(parameters["structure_texture"], size, interpolation="bilinear", data_format="channels_last")
+    texture = 0.85 + 0.3 * texture
+    for layer in STRUCTURE_LAYERS:
+        field = ops.image.resize(parameters[f"{layer}_field"], size, interpolation="bicubic", data_format="channels_last")
+        blobs = ops.clip((field - parameters[f"{layer}_level"]) / 0.04, 0.0, 1.0) * where
+        images = images + blobs * (parameters[f"{layer}_colour"] * texture - images)
+    return images

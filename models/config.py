@@ -47,6 +47,11 @@ class TrainingConfig:
       batch, which the split's pixel ratio does not count. Measured on both
       families: docs/results.md, "The positive-pixel weight".
     tumor_slice_fraction: share of tumor slices in each training batch (oversampling).
+    background_structures: share of training slices that get random structures
+      of random MR contrast painted into their dark background, with no tumor
+      label (models.augmentation.add_background_structures): skull-stripped
+      training data never shows the scalp, orbits and sinuses of an unstripped
+      scan. Needs `augment`.
     hard_negative_fraction: share of the tumor-free part of each batch drawn from
       the hard negatives (models.hard_negatives: tumor-free train slices at the
       ends of their volume or predicted with tumor at the end of the previous
@@ -106,6 +111,9 @@ class TrainingConfig:
         0.0, "share of the tumor-free slices per batch drawn from the hard negatives (volume ends, last epoch's false positives); 0: off"
     )
     augment: bool = option(True, "train without augmentation (flips, rotations, scaling, intensity)")
+    background_structures: float = option(
+        0.0, "share of training slices whose dark background gets random structures of random contrast, labelled healthy; 0: off"
+    )
     early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
     selection_metric: str = option(
         "dice_pooled",
@@ -160,6 +168,14 @@ class TrainingConfig:
                 self.hard_negative_fraction == 0.0 or self.tumor_slice_fraction > 0.0,
                 "hard_negative_fraction needs oversampling (tumor_slice_fraction > 0), "
                 f"got hard_negative_fraction={self.hard_negative_fraction} with tumor_slice_fraction=0",
+            ),
+            (
+                0.0 <= self.background_structures <= 1.0,
+                f"background_structures must be in [0, 1], got {self.background_structures}",
+            ),
+            (
+                self.background_structures == 0.0 or self.augment,
+                f"background_structures is an augmentation (augment=True), got {self.background_structures} with augment=False",
             ),
             (
                 self.selection_metric in SELECTION_METRICS,

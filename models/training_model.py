@@ -51,9 +51,11 @@ class AugmentedTraining(keras.Model):
         return super().compute_metrics(x, targets, outputs, sample_weight)
 
 
-def training_model(network: keras.Model, augment: bool, seed: int) -> AugmentedTraining:
-    """`network` wrapped for `fit`, with on-device augmentation when `augment`."""
-    return AugmentedTraining(network, SliceAugmentation(seed=seed, name="augmentation") if augment else None, name="training")
+def training_model(network: keras.Model, augment: bool, seed: int, background_structures: float = 0.0) -> AugmentedTraining:
+    """`network` wrapped for `fit`, with on-device augmentation when `augment` (background_structures:
+    the share of slices that get random background structures, see SliceAugmentation)."""
+    augmentation = SliceAugmentation(seed=seed, background_structures=background_structures, name="augmentation") if augment else None
+    return AugmentedTraining(network, augmentation, name="training")
 
 
 def as_model_inputs(dataset):

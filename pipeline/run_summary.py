@@ -147,7 +147,10 @@ def format_summary(summary: RunSummary) -> str:
     if summary.rejected_files is not None:
         lines.append(f"Rejected files: {summary.rejected_files} (list in {summary.rejected_list})")
     if summary.positive_pixel_weight is not None:
-        lines.append(f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}")
+        lines.append(
+            f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}"
+            " (the weighted losses use it to the power --positive-weight-exponent; `unet4mri report` shows the result)"
+        )
     if summary.metrics_by_slice:
         order = contracts.REPORTED_SLICES
         names = [name for name in order if name in summary.metrics_by_slice]

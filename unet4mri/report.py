@@ -22,6 +22,7 @@ import numpy as np
 from components.anomalies_gate import describe_anomalies
 from core import contracts, metrics, overlay
 from data_schema import features
+from models.config import TrainingConfig
 from models.input_pipeline import parse_examples
 from pipeline import run_summary
 from unet4mri.served_model import ServedModel
@@ -245,7 +246,7 @@ def _section_run(run: _Run, history: dict) -> list[str]:
     return parts
 
 
-def _section_data(run: _Run) -> list[str]:
+def _section_data(run: _Run, history: dict) -> list[str]:
 
     parts = ["<h2 id='data'>Data</h2>"]
     statistics = run.artifact("StatisticsGen", "statistics")
@@ -263,9 +264,14 @@ def _section_data(run: _Run) -> list[str]:
         parts.append(f"<p>Anomalies: {verdict}</p>")
     if run.summary.rejected_files is not None:
         parts.append(f"<p>Rejected files: {run.summary.rejected_files} (list in {html.escape(run.summary.rejected_list)})</p>")
-    weight = run.summary.positive_pixel_weight
-    if weight is not None:
-        parts.append(f"<p>Positive-pixel weight (negative / positive pixels of the train split): <b>{weight:.1f}</b></p>")
+    ratio = run.summary.positive_pixel_weight
+    if ratio is not None:
+        line = f"Positive-pixel weight (negative / positive pixels of the train split): <b>{ratio:.1f}</b>"
+        options = history.get("config", {})
+        if "positive_weight_exponent" in options and options.get("loss", "").startswith("weighted_"):
+            weight = TrainingConfig(positive_weight_exponent=options["positive_weight_exponent"]).tumor_pixel_weight(ratio)
+            line += f"; the loss weighs a tumor pixel {ratio:.1f} ** {options['positive_weight_exponent']} = <b>{weight:.1f}</b>"
+        parts.append(f"<p>{line}</p>")
     return parts
 
 
@@ -366,7 +372,7 @@ def build_report(run_dir: str, output: str | None = None, pipeline_name: str = "
     run = _Run(run_dir, pipeline_name)
     history = _training_history(run)
     parts = [f"<h1>UNet4MRI run report</h1><p class='note'>{html.escape(os.path.abspath(run_dir))}</p>"]
-    parts += _section_run(run, history) + _section_data(run) + _section_training(history)
+    parts += _section_run(run, history) + _section_data(run, history) + _section_training(history)
     parts += _section_evaluation(run) + _section_gallery(run)
     head = f"<meta charset='utf-8'><title>UNet4MRI report</title><style>{_STYLE}</style>"
     page = f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{''.join(parts)}</body></html>"

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from models import losses, networks
-from models.augmentation import RANGES, SliceAugmentation, apply_geometry
+from models.augmentation import RANGES, SliceAugmentation, add_background_structures, apply_geometry, background_weight
 from models.config import testing_config
 from models.export import export_serving_model
 from models.training_model import IMAGES, MASKS, training_model
@@ -152,3 +152,47 @@ def test_the_export_has_no_augmentation_and_the_same_signatures(tmp_path):
     exported_variables = [variable.name for variable in tf.saved_model.load(str(tmp_path / "trained")).variables]
     assert len(exported_variables) == len(network.variables)
     assert not any("augmentation" in name for name in exported_variables)
+
+
+def _head_probes(count: int, size: int = 64) -> np.ndarray:
+    """A bright 'brain' square (150) with a dark 'ventricle' (10) inside, on a dark background (3)."""
+    images = np.full((count, size, size, 3), 3.0, np.float32)
+    images[:, 16:48, 16:48] = 150.0
+    images[:, 29:35, 29:35] = 10.0
+    return images
+
+
+def test_the_background_is_outside_the_head_and_not_its_dark_inside():
+    weight = keras.ops.convert_to_numpy(background_weight(_head_probes(1), RANGES.background_level))[0, ..., 0]
+    np.testing.assert_array_equal(weight[:8, :8], 1.0)  # far from the head
+    np.testing.assert_array_equal(weight[16:48, 16:48], 0.0)  # the head, its dark ventricle included
+
+
+def test_background_structures_paint_only_the_background_of_the_drawn_slices():
+    images = _head_probes(256)
+    layer = SliceAugmentation(seed=2, background_structures=0.3)
+    drawn = layer.sample_parameters(256, 64, 64, 3)
+    painted = keras.ops.convert_to_numpy(add_background_structures(images, drawn))
+    changed = np.abs(painted - images).max(axis=-1) > 1.0
+    np.testing.assert_array_equal(changed[:, 16:48, 16:48], False)  # never inside the head
+    chosen = keras.ops.convert_to_numpy(drawn["structures"])[:, 0, 0, 0]
+    assert not changed[~chosen].any()
+    painted_share = changed[chosen][:, :8, :].mean(axis=(1, 2))  # of a background band
+    assert painted_share.min() > 0.0 and 0.1 < painted_share.mean() < 0.7
+    assert abs(chosen.mean() - 0.3) < 0.1
+    colours = painted[chosen][changed[chosen]]
+    assert colours.max() > 0.9 * 255 * RANGES.structure_colour[1] and colours.min() < 1.2 * 255 * RANGES.structure_colour[0]
+
+
+def test_background_structures_keep_the_masks_and_the_other_draws():
+    images, masks = _head_probes(16), _probes(16)[1]
+    plain_images, plain_masks = SliceAugmentation(seed=4)(images, masks, training=True)
+    with_images, with_masks = SliceAugmentation(seed=4, background_structures=1.0)(images, masks, training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(with_masks), keras.ops.convert_to_numpy(plain_masks))
+    difference = np.abs(keras.ops.convert_to_numpy(with_images) - keras.ops.convert_to_numpy(plain_images)).max(axis=-1)
+    assert (difference > 20).mean() > 0.1  # the structures are there
+
+
+def test_background_structures_must_be_a_share():
+    with pytest.raises(ValueError, match="background_structures must be in \\[0, 1\\], got 2"):
+        SliceAugmentation(background_structures=2)

@@ -26,6 +26,8 @@ from models.config import TrainingConfig, testing_config
         (dict(selection_metric="empty_slice_fp_rate"), "selection_metric must be one of"),
         (dict(min_steps_per_epoch=0), "min_steps_per_epoch must be >= 1, got 0"),
         (dict(positive_weight_exponent=1.5), "positive_weight_exponent must be in \\[0, 1\\], got 1.5"),
+        (dict(background_structures=1.5), "background_structures must be in \\[0, 1\\], got 1.5"),
+        (dict(background_structures=0.5, augment=False), "background_structures is an augmentation"),
     ],
 )
 def test_invalid_options_name_the_value(kwargs, message):

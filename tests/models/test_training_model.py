@@ -25,3 +25,11 @@ def test_without_augmentation_the_wrapper_trains_exactly_like_the_bare_network()
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(bare.get_weights(), wrapped.get_weights()))
     evaluated = trainer.evaluate({IMAGES: images, MASKS: masks}, return_dict=True, verbose=0)
     assert np.isclose(evaluated["dice"], bare.evaluate(images, masks, return_dict=True, verbose=0)["dice"], rtol=1e-5)
+
+
+def test_the_background_structures_option_reaches_the_augmentation():
+    network = networks.build_model(testing_config())
+    trainer = training_model(network, augment=True, seed=0, background_structures=0.3)
+    assert trainer.augmentation.background_structures == 0.3
+    assert trainer.augmentation.get_config()["background_structures"] == 0.3
+    assert training_model(network, augment=True, seed=0).augmentation.background_structures == 0.0

@@ -141,6 +141,8 @@ def test_report_of_a_tiny_context_slice_run(tiny_dataset, tmp_path):
     text = " ".join(parser.text)
     for expected in ("FileBasedExampleGen", "Positive-pixel weight", "dice_per_patient_mean", "Anomalies", "context_slices=1"):
         assert expected in text
+    ratio = summary.positive_pixel_weight
+    assert f"the loss weighs a tumor pixel {ratio:.1f} ** 0.5 = <b>{ratio**0.5:.1f}</b>" in page_html  # the default exponent
     decision = page_html[page_html.index("Decision: ") :].split("</p>")[0]
     assert decision.startswith("Decision: <span class='ok'>blessed</span>. Gates: ")
     for gate in (
