@@ -205,8 +205,9 @@ def add_background_structures(images, parameters: dict):
     mucosa surround the brain, and several are bright on FLAIR like a lesion. A network trained on
     skull-stripped slices has never seen them and paints tumor there. Each drawn slice gets two
     layers (STRUCTURE_LAYERS) of smooth random blobs, each covering part of the background, with a
-    random intensity per MR sequence (RANGES.structure_colour) and a +-15 % texture, only where
-    `background_weight` is 1; the masks do not change (a structure outside the brain is not tumor).
+    random intensity per MR sequence (RANGES.structure_colour) and a +-15 % texture, blended in by
+    `background_weight` (fully where it is 1, fading out towards the head, never on it); the masks
+    do not change (a structure outside the brain is not tumor).
     The idea is domain randomization with random contrasts (Billot et al., SynthSeg, Medical
     Image Analysis 2023). images: float32 [batch, height, width, 3 (2K + 1)], 0..255.
     """
