@@ -121,6 +121,9 @@ class TrainingConfig:
         choices=SELECTION_METRICS,
     )
     seed: int = option(0, "seed of initialization, sampling and augmentation")
+    deterministic: bool = option(
+        False, "bit-identical training for a seed: TensorFlow on one CPU thread, deterministic kernels (slower; docs/models.md)"
+    )
     warm_start: str | None = option(
         None,
         f"initialize from a pushed SavedModel (a path), or '{WARM_START_SERVED}': the served model, if any",

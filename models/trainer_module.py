@@ -24,7 +24,7 @@ import tensorflow as tf
 from core import postprocessing
 from core.contracts import HISTORY_FILE, POSITIVE_PIXEL_WEIGHT, POSTPROCESSING_FILE, PROBABILITIES, SERVING_SIGNATURE
 from data_schema import features
-from models import hard_negatives, input_pipeline, losses, networks
+from models import determinism, hard_negatives, input_pipeline, losses, networks
 from models.config import SELECTION_METRICS, WARM_START_SERVED, TrainingConfig
 from models.export import INPUT_SPECS, export_serving_model, serving_functions
 from models.segmentation_metrics import KERAS_NAMES, training_metrics
@@ -212,6 +212,8 @@ def train(
       the same folder resumes after the last saved epoch (the caller removes it
       once the model is exported).
     """
+    if config.deterministic:
+        determinism.make_deterministic()
     keras.utils.set_random_seed(config.seed)
     slices, tumor_slices = input_pipeline.count_slices(train_files)
     if slices == 0:

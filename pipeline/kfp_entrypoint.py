@@ -21,10 +21,15 @@ What the open-source backend does differently (kubeflow/pipelines, backend/src/v
 - Artifact URIs are `s3://` where the pipeline root is: TensorFlow reads them
   through tensorflow-io's file-system plug-in, loaded here (see the Dockerfile).
 
+On both backends a Trainer asked for `deterministic` training gets TensorFlow
+on one thread here, before anything in its process runs an operation
+(models.determinism).
+
 No installed package is patched: this module only prepares the ExecutorInput.
 """
 
 import argparse
+import json
 import sys
 
 from absl import app
@@ -35,6 +40,8 @@ from tfx.dsl.io import fileio
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as example_gen_driver
 from tfx.utils import import_utils
+
+from models import determinism
 
 MODULE = "pipeline.kfp_entrypoint"
 TFX_MODULE = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
@@ -115,6 +122,15 @@ def merge_driver_outputs(executor_input: pipeline_spec_pb2.ExecutorInput) -> Non
                         artifact.metadata.fields[name].CopyFrom(value)
 
 
+def wants_deterministic_training(executor_input: pipeline_spec_pb2.ExecutorInput) -> bool:
+    """True for a Trainer whose training configuration (in its `custom_config` parameter) sets `deterministic`."""
+    custom_config = executor_input.inputs.parameter_values.get("custom_config")
+    if custom_config is None or not custom_config.string_value:
+        return False
+    training = (json.loads(custom_config.string_value) or {}).get("training") or {}  # other components' may be "null"
+    return bool(training.get("deterministic", False))
+
+
 def prepare(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in what the launcher left out; returns the arguments TFX's executor runner takes."""
     executor_input = parse_executor_input(args.json_serialized_invocation_args)
@@ -132,6 +148,8 @@ def prepare(args: argparse.Namespace) -> argparse.Namespace:
 
 def main(parsed: tuple[argparse.Namespace, list[str]]) -> None:
     args, beam_args = parsed
+    if wants_deterministic_training(parse_executor_input(args.json_serialized_invocation_args)):
+        determinism.use_one_thread()
     kubeflow_v2_run_executor._run_executor(prepare(args), beam_args)
 
 

@@ -2,6 +2,7 @@
 
 from tfx import v1 as tfx
 
+from models import determinism
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import LOCAL, Capabilities, create_pipeline
 from pipeline.run_lock import run_lock
@@ -16,8 +17,14 @@ def run_local(config: PipelineConfig, capabilities: Capabilities = LOCAL) -> Run
     run the open-source-KFP graph (LatestPushedModel instead of Resolvers) on
     this machine, which shows that both decide the same way.
 
+    With `config.training.deterministic` TensorFlow gets one thread per pool
+    here, before any component runs an operation (models.determinism): the
+    Trainer runs in this process.
+
     Raises RunLockedError when another run is using `config.output_dir`.
     """
+    if config.training.deterministic:
+        determinism.use_one_thread()
     if capabilities.trainer_resources is not None:
         raise ValueError("trainer_resources apply to Kubeflow targets only (LocalDagRunner rejects platform configs)")
     pipeline = create_pipeline(config, capabilities)

@@ -15,6 +15,7 @@ import pytest
 
 from components.pusher_executor import tree_digest
 from core import synthetic_data
+from models.config import testing_config
 from pipeline import kfp_checks, kfp_entrypoint, schedule
 from pipeline.config import IngestionConfig, testing_pipeline_config
 from pipeline.kfp_package import SharedVolumeWarning
@@ -27,11 +28,14 @@ PATIENTS, SLICES = 6, 10  # seeds 0 and 2 give every split at least one of the 6
 REMOTE_ROOT = {"kfp": "s3://emulated/tfx", "vertex": "gs://emulated/tfx"}  # compiled in; the emulation maps it to a local folder
 
 
-def compile_for(target: str, data_dir: str, output_dir: str, package_dir, span_pattern: str | None = "span-{SPAN}") -> dict:
+def compile_for(
+    target: str, data_dir: str, output_dir: str, package_dir, span_pattern: str | None = "span-{SPAN}", deterministic: bool = False
+) -> dict:
     # Any candidate is blessed (no floor, any regression tolerated): the rerun must end in a push to prove it;
     # refusing a worse candidate is tested by tests/pipeline/test_retraining.py.
     ingestion = IngestionConfig(span_pattern=span_pattern)
-    config = testing_pipeline_config(data_dir, output_dir, ingestion, max_dice_regression=1.0)
+    training = testing_config(deterministic=deterministic)
+    config = testing_pipeline_config(data_dir, output_dir, ingestion, training=training, max_dice_regression=1.0)
     path = str(package_dir / ("pipeline.yaml" if target == "kfp" else "pipeline.json"))
     with pytest.warns(SharedVolumeWarning, match="every pod must mount"):
         compile_pipeline(config, target, path, ClusterOptions(image="unet4mri:emulated"), pipeline_root=REMOTE_ROOT[target])
@@ -100,7 +104,9 @@ def test_kfp_rerun_ingests_the_new_span_against_the_first_runs_pushed_model(kfp_
 def test_vertex_runs_every_node_with_resolvers_and_the_driver_hook(tmp_path):
     data, output = str(tmp_path / "data"), str(tmp_path / "output")
     synthetic_data.generate_dataset(os.path.join(data, "span-1"), PATIENTS, SLICES, seed=0)
-    spec = compile_for("vertex", data, output, tmp_path)
+    # Deterministic training: the Trainer's container must get TensorFlow on one thread before its
+    # first operation, or the training stops (models.determinism.TOO_LATE).
+    spec = compile_for("vertex", data, output, tmp_path, deterministic=True)
     run = Launcher("vertex").run(spec, os.path.join(output, "tfx"), "run-1")
     failed = {name: item.log_tail[-2000:] for name, item in run.items() if item.state == "failed"}
     assert not failed, failed

@@ -1,5 +1,6 @@
 """The container entrypoint's preparation of an ExecutorInput, on hand-written inputs (no subprocess)."""
 
+import argparse
 import json
 
 import pytest
@@ -44,3 +45,28 @@ def test_the_driver_outputs_span_reaches_the_examples_the_executor_writes(tmp_pa
     kfp_entrypoint.merge_driver_outputs(prepared)
     metadata = json_format.MessageToDict(prepared.outputs.artifacts["examples"].artifacts[0].metadata)
     assert metadata == {"span": 2.0, "version": 0.0}
+
+
+def test_a_trainer_asked_for_deterministic_training_is_recognized():
+    def with_custom_config(training: dict):
+        custom_config = json.dumps({"training": training, "model_code": "abc"})
+        return kfp_entrypoint.parse_executor_input(json.dumps({"inputs": {"parameterValues": {"custom_config": custom_config}}}))
+
+    assert kfp_entrypoint.wants_deterministic_training(with_custom_config({"seed": 0, "deterministic": True}))
+    assert not kfp_entrypoint.wants_deterministic_training(with_custom_config({"seed": 0, "deterministic": False}))
+    assert not kfp_entrypoint.wants_deterministic_training(executor_input({"schemaTitle": "tfx.Examples"}))  # no custom_config
+    null = kfp_entrypoint.parse_executor_input(json.dumps({"inputs": {"parameterValues": {"custom_config": "null"}}}))
+    assert not kfp_entrypoint.wants_deterministic_training(null)  # the Pusher's, for one
+
+
+def test_a_deterministic_trainer_gets_one_thread_before_the_executor_runs(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kfp_entrypoint.determinism, "use_one_thread", lambda: calls.append("one thread"))
+    monkeypatch.setattr(kfp_entrypoint, "prepare", lambda args: args)
+    monkeypatch.setattr(kfp_entrypoint.kubeflow_v2_run_executor, "_run_executor", lambda args, beam_args: calls.append("executor"))
+    for deterministic, expected in ((True, ["one thread", "executor"]), (False, ["executor"])):
+        calls.clear()
+        custom_config = json.dumps({"training": {"deterministic": deterministic}})
+        invocation = json.dumps({"inputs": {"parameterValues": {"custom_config": custom_config}}})
+        kfp_entrypoint.main((argparse.Namespace(json_serialized_invocation_args=invocation), []))
+        assert calls == expected
