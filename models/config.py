@@ -173,6 +173,11 @@ class TrainingConfig:
                 f"got hard_negative_fraction={self.hard_negative_fraction} with tumor_slice_fraction=0",
             ),
             (
+                not (self.deterministic and self.hard_negative_fraction > 0.0),
+                "deterministic training cannot draw hard negatives (how many draws tf.data prefetches before the pool "
+                f"changes depends on thread timing), got hard_negative_fraction={self.hard_negative_fraction}",
+            ),
+            (
                 0.0 <= self.background_structures <= 1.0,
                 f"background_structures must be in [0, 1], got {self.background_structures}",
             ),
