@@ -7,6 +7,8 @@ gain per MR sequence, a smooth multiplicative bias field and additive noise
 (image only). With `background_structures` > 0 it also paints, on that share
 of the slices, random structures of random MR contrast into the dark
 background around the head, with no tumor label (`add_background_structures`).
+With `synthetic_lesions` > 0 it paints, on that share of the slices, one to
+four random lesions inside the head, labelled tumor (`add_synthetic_lesions`).
 It runs inside the training step (see models.training_model), so the
 CPU-side tf.data pipeline only decodes, caches, samples and batches. The
 ranges are defined once, in `RANGES`; the tests read them from there.
@@ -37,6 +39,15 @@ class AugmentationRanges:
       over 8x8 blocks, is darker than this on the 0..255 scale (brightest channel).
     structure_colour: each structure layer's intensity per MR sequence,
       uniform in [low, high] x 255 (lesion-like contrasts included).
+    max_lesions: synthetic lesions per drawn slice, uniform in 1..max.
+    lesion_radius: each lesion's mean radius, log-uniform in [low, high] x the
+      slice's half side (1.6-11.5 pixels at 128 x 128).
+    lesion_aspect: minor / major axis, uniform in [low, high].
+    lesion_center: each lesion's center, uniform in [-max, max] x the half side
+      on both axes (a lesion centred outside the head is cut away).
+    lesion_contrast: a lesion's intensity per MR sequence (pre-contrast, FLAIR,
+      post-contrast), uniform in [low, high] x the slice's mean intensity inside
+      the head: T1-dark or not, FLAIR-bright, enhancing or not.
     """
 
     flip_probability: float = 0.5
@@ -49,6 +60,11 @@ class AugmentationRanges:
     max_noise_stddev: float = 4.0
     background_level: float = 20.0
     structure_colour: tuple[float, float] = (0.15, 1.0)
+    max_lesions: int = 4
+    lesion_radius: tuple[float, float] = (0.025, 0.18)
+    lesion_aspect: tuple[float, float] = (0.4, 1.0)
+    lesion_center: float = 0.6
+    lesion_contrast: tuple[tuple[float, float], ...] = ((0.5, 1.1), (1.15, 1.9), (0.5, 1.8))
 
 
 RANGES = AugmentationRanges()
@@ -63,8 +79,9 @@ class SliceAugmentation(keras.layers.Layer):
     """Random geometric and intensity transforms of (images, masks), only when training.
 
     background_structures: share of slices that get background structures
-    (`add_background_structures`); 0 draws nothing for them, so the other
-    transforms are those of a layer without the option.
+    (`add_background_structures`); synthetic_lesions: share of slices that get
+    synthetic lesions (`add_synthetic_lesions`). 0 draws nothing for them, so
+    the other transforms are those of a layer without the option.
 
     Inputs: images float32 [batch, height, width, 3 (2K + 1)], NHWC, raw
     0..255 intensities (with K context slices each MR sequence's gamma and
@@ -74,13 +91,15 @@ class SliceAugmentation(keras.layers.Layer):
     (under a mixed-precision policy too). seed: of the layer's SeedGenerator.
     """
 
-    def __init__(self, seed: int | None = None, background_structures: float = 0.0, **kwargs):
+    def __init__(self, seed: int | None = None, background_structures: float = 0.0, synthetic_lesions: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if not 0.0 <= background_structures <= 1.0:
-            raise ValueError(f"background_structures must be in [0, 1], got {background_structures}")
+        for name, share in (("background_structures", background_structures), ("synthetic_lesions", synthetic_lesions)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
         self.seed = seed
         self.background_structures = background_structures
+        self.synthetic_lesions = synthetic_lesions
         self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
 
     def sample_parameters(self, batch_size, height, width, channels) -> dict:
@@ -113,7 +132,27 @@ class SliceAugmentation(keras.layers.Layer):
                 colour = keras.random.uniform([batch_size, 1, 1, SEQUENCES], low * 255.0, high * 255.0, seed=seed)
                 drawn[f"{layer}_colour"] = per_sequence(colour)
             drawn["structure_texture"] = keras.random.uniform([batch_size, 32, 32, 1], seed=seed)
+        if self.synthetic_lesions > 0:
+            drawn.update(self.sample_lesions(batch_size, per_sequence))
         return drawn
+
+    def sample_lesions(self, batch_size, per_sequence) -> dict:
+        """The synthetic lesions' parameters: [batch, lesion] shapes, one slot per possible lesion."""
+        ranges, seed, slots = RANGES, self.seed_generator, RANGES.max_lesions
+        count = 1 + ops.floor(keras.random.uniform([batch_size, 1], 0.0, float(slots), seed=seed))
+        drawn = ops.cast(keras.random.uniform([batch_size, 1], seed=seed) < self.synthetic_lesions, "float32")
+        low, high = (math.log(value) for value in ranges.lesion_radius)
+        contrast = [keras.random.uniform([batch_size, 1, 1, 1], *span, seed=seed) for span in ranges.lesion_contrast]
+        return {
+            "lesion_present": ops.cast(ops.arange(slots, dtype="float32")[None] < count, "float32") * drawn,
+            "lesion_center": keras.random.uniform([batch_size, slots, 2], -ranges.lesion_center, ranges.lesion_center, seed=seed),
+            "lesion_radius": ops.exp(keras.random.uniform([batch_size, slots], low, high, seed=seed)),
+            "lesion_aspect": keras.random.uniform([batch_size, slots], *ranges.lesion_aspect, seed=seed),
+            "lesion_angle": keras.random.uniform([batch_size, slots], 0.0, math.pi, seed=seed),
+            "lesion_outline": keras.random.normal([batch_size, 8, 8, 1], stddev=0.15, seed=seed),
+            "lesion_texture": keras.random.uniform([batch_size, 32, 32, 1], seed=seed),
+            "lesion_contrast": per_sequence(ops.concatenate(contrast, axis=-1)),
+        }
 
     def call(self, images, masks, training=None):
         if not training:
@@ -123,6 +162,8 @@ class SliceAugmentation(keras.layers.Layer):
             raise ValueError(f"images must have a multiple of {SEQUENCES} channels, got {channels}")
         parameters = self.sample_parameters(batch_size, height, width, channels)
         images, masks = apply_geometry(images, masks, parameters)
+        if "lesion_present" in parameters:
+            images, masks = add_synthetic_lesions(images, masks, parameters)
         if "structures" in parameters:
             images = add_background_structures(images, parameters)
         return apply_intensity(images, parameters), masks
@@ -131,7 +172,12 @@ class SliceAugmentation(keras.layers.Layer):
         return images_shape, masks_shape
 
     def get_config(self):
-        return {**super().get_config(), "seed": self.seed, "background_structures": self.background_structures}
+        return {
+            **super().get_config(),
+            "seed": self.seed,
+            "background_structures": self.background_structures,
+            "synthetic_lesions": self.synthetic_lesions,
+        }
 
 
 def affine_matrices(angle, scale, shift, height, width):
@@ -221,3 +267,45 @@ def add_background_structures(images, parameters: dict):
         blobs = ops.clip((field - parameters[f"{layer}_level"]) / 0.04, 0.0, 1.0) * where
         images = images + blobs * (parameters[f"{layer}_colour"] * texture - images)
     return images
+
+
+def lesion_weight(parameters: dict, height, width):
+    """float32 [batch, height, width, 1] in 0..1: the union of the drawn lesions (soft edge, irregular outline).
+
+    Each lesion is an ellipse (RANGES.lesion_*) whose normalized radius is perturbed by a smooth
+    random field, so outlines are lobulated rather than elliptic; absent slots weigh 0.
+    """
+    yy, xx = ops.meshgrid(ops.linspace(-1.0, 1.0, height), ops.linspace(-1.0, 1.0, width), indexing="ij")
+    xx, yy = xx[None, None], yy[None, None]  # [1, 1, height, width]
+    center, radius = parameters["lesion_center"], parameters["lesion_radius"][:, :, None, None]
+    dx, dy = xx - center[:, :, 0, None, None], yy - center[:, :, 1, None, None]
+    angle = parameters["lesion_angle"][:, :, None, None]
+    along, across = dx * ops.cos(angle) + dy * ops.sin(angle), dy * ops.cos(angle) - dx * ops.sin(angle)
+    distance = ops.sqrt(along**2 + (across / parameters["lesion_aspect"][:, :, None, None]) ** 2) / radius
+    outline = ops.image.resize(parameters["lesion_outline"], (height, width), interpolation="bicubic", data_format="channels_last")
+    distance = distance + ops.transpose(outline, (0, 3, 1, 2))
+    weights = ops.clip((1.0 - distance) / 0.2 + 0.5, 0.0, 1.0) * parameters["lesion_present"][:, :, None, None]
+    return ops.max(weights, axis=1)[..., None]
+
+
+def add_synthetic_lesions(images, masks, parameters: dict):
+    """Paint the lesions drawn in `parameters` inside the head, and label them tumor.
+
+    Skull-stripped training data holds one lesion model (the scanner's, the cohort's); scans from
+    elsewhere bring lesions of other sizes, numbers, shapes, places and contrasts, which the network
+    misses. Each drawn slice gets one to RANGES.max_lesions random lesions (`lesion_weight`), kept
+    where the slice is head (`background_weight` 0, the pixel not black), coloured per MR sequence
+    relative to the slice's mean intensity inside the head (RANGES.lesion_contrast) with a +-15 %
+    texture; the mask becomes tumor where a lesion's weight exceeds 0.5. Domain randomization of
+    the lesion, as `add_background_structures` is of its surroundings.
+    images: float32 [batch, height, width, 3 (2K + 1)], 0..255; masks float32 [batch, height, width, 1].
+    """
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    head = ops.cast(background_weight(images, RANGES.background_level) == 0.0, "float32")
+    head = head * ops.cast(ops.max(images, axis=-1, keepdims=True) > 5.0, "float32")
+    weight = lesion_weight(parameters, height, width) * head
+    mean_inside = ops.sum(images * head, axis=(1, 2), keepdims=True) / ops.maximum(ops.sum(head, axis=(1, 2), keepdims=True), 1.0)
+    texture = ops.image.resize(parameters["lesion_texture"], (height, width), interpolation="bilinear", data_format="channels_last")
+    colour = ops.minimum(parameters["lesion_contrast"] * mean_inside * (0.85 + 0.3 * texture), 255.0)
+    images = images + weight * (colour - images)
+    return images, ops.maximum(masks, ops.cast(weight > 0.5, masks.dtype))

@@ -52,6 +52,10 @@ class TrainingConfig:
       label (models.augmentation.add_background_structures): skull-stripped
       training data never shows the scalp, orbits and sinuses of an unstripped
       scan. Needs `augment`.
+    synthetic_lesions: share of training slices that get one to four random
+      lesions of random size, shape, place and MR contrast painted inside the
+      head, labelled tumor (models.augmentation.add_synthetic_lesions): one
+      cohort's lesions are not another's. Needs `augment`.
     hard_negative_fraction: share of the tumor-free part of each batch drawn from
       the hard negatives (models.hard_negatives: tumor-free train slices at the
       ends of their volume or predicted with tumor at the end of the previous
@@ -113,6 +117,9 @@ class TrainingConfig:
     augment: bool = option(True, "train without augmentation (flips, rotations, scaling, intensity)")
     background_structures: float = option(
         0.0, "share of training slices whose dark background gets random structures of random contrast, labelled healthy; 0: off"
+    )
+    synthetic_lesions: float = option(
+        0.0, "share of training slices that get random lesions of random size, shape and contrast, labelled tumor; 0: off"
     )
     early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
     selection_metric: str = option(
@@ -184,6 +191,14 @@ class TrainingConfig:
             (
                 self.background_structures == 0.0 or self.augment,
                 f"background_structures is an augmentation (augment=True), got {self.background_structures} with augment=False",
+            ),
+            (
+                0.0 <= self.synthetic_lesions <= 1.0,
+                f"synthetic_lesions must be in [0, 1], got {self.synthetic_lesions}",
+            ),
+            (
+                self.synthetic_lesions == 0.0 or self.augment,
+                f"synthetic_lesions is an augmentation (augment=True), got {self.synthetic_lesions} with augment=False",
             ),
             (
                 self.selection_metric in SELECTION_METRICS,

@@ -51,10 +51,16 @@ class AugmentedTraining(keras.Model):
         return super().compute_metrics(x, targets, outputs, sample_weight)
 
 
-def training_model(network: keras.Model, augment: bool, seed: int, background_structures: float = 0.0) -> AugmentedTraining:
-    """`network` wrapped for `fit`, with on-device augmentation when `augment` (background_structures:
-    the share of slices that get random background structures, see SliceAugmentation)."""
-    augmentation = SliceAugmentation(seed=seed, background_structures=background_structures, name="augmentation") if augment else None
+def training_model(
+    network: keras.Model, augment: bool, seed: int, background_structures: float = 0.0, synthetic_lesions: float = 0.0
+) -> AugmentedTraining:
+    """`network` wrapped for `fit`, with on-device augmentation when `augment` (background_structures and
+    synthetic_lesions: the shares of slices that get them, see SliceAugmentation)."""
+    augmentation = (
+        SliceAugmentation(seed=seed, background_structures=background_structures, synthetic_lesions=synthetic_lesions, name="augmentation")
+        if augment
+        else None
+    )
     return AugmentedTraining(network, augmentation, name="training")
 
 

@@ -2,9 +2,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import ndimage
 
 from models import losses, networks
-from models.augmentation import RANGES, SliceAugmentation, add_background_structures, apply_geometry, background_weight
+from models.augmentation import (
+    RANGES,
+    SliceAugmentation,
+    add_background_structures,
+    add_synthetic_lesions,
+    apply_geometry,
+    background_weight,
+)
 from models.config import testing_config
 from models.export import export_serving_model
 from models.training_model import IMAGES, MASKS, training_model
@@ -196,3 +204,53 @@ def test_background_structures_keep_the_masks_and_the_other_draws():
 def test_background_structures_must_be_a_share():
     with pytest.raises(ValueError, match="background_structures must be in \\[0, 1\\], got 2"):
         SliceAugmentation(background_structures=2)
+
+
+def test_synthetic_lesion_draws_follow_the_ranges():
+    drawn = SliceAugmentation(seed=5, synthetic_lesions=0.5).sample_parameters(DRAWS, 8, 8, 3)
+    drawn = {name: keras.ops.convert_to_numpy(value) for name, value in drawn.items() if name.startswith("lesion")}
+    present = drawn["lesion_present"]
+    chosen = present.sum(axis=1) > 0
+    assert abs(chosen.mean() - 0.5) < 0.03
+    counts = present[chosen].sum(axis=1)
+    assert set(np.unique(counts)) == set(range(1, RANGES.max_lesions + 1))
+    assert np.abs(np.bincount(counts.astype(int))[1:] / chosen.sum() - 1 / RANGES.max_lesions).max() < 0.03
+    np.testing.assert_array_equal(present[chosen][:, 0], 1.0)  # slots fill in order: slot 0 whenever drawn
+    _uniform_within(np.log(drawn["lesion_radius"]).ravel(), *np.log(RANGES.lesion_radius))
+    _uniform_within(drawn["lesion_aspect"].ravel(), *RANGES.lesion_aspect)
+    _uniform_within(drawn["lesion_center"].ravel(), -RANGES.lesion_center, RANGES.lesion_center)
+    for sequence, span in enumerate(RANGES.lesion_contrast):
+        _uniform_within(drawn["lesion_contrast"][:, 0, 0, sequence], *span)
+
+
+def test_synthetic_lesions_are_painted_inside_the_head_of_the_drawn_slices_and_labelled_tumor():
+    images, masks = _head_probes(256), np.zeros((256, 64, 64, 1), np.float32)
+    drawn = SliceAugmentation(seed=6, synthetic_lesions=0.5).sample_parameters(256, 64, 64, 3)
+    painted, labelled = (keras.ops.convert_to_numpy(value) for value in add_synthetic_lesions(images, masks, drawn))
+    changed = np.abs(painted - images).max(axis=-1) > 1e-3
+    tumor = labelled[..., 0] > 0
+    outside_head = np.ones((64, 64), bool)
+    outside_head[16:48, 16:48] = False
+    assert not changed[:, outside_head].any() and not tumor[:, outside_head].any()
+    assert not (tumor & ~changed).any()  # every new tumor pixel was painted
+    chosen = keras.ops.convert_to_numpy(drawn["lesion_present"]).sum(axis=1) > 0
+    assert not changed[~chosen].any() and not tumor[~chosen].any()
+    assert (tumor[chosen].sum(axis=(1, 2)) > 0).mean() > 0.8  # a lesion centred outside the head is cut away
+    components = [ndimage.label(slice_tumor)[1] for slice_tumor in tumor[chosen]]
+    assert max(components) <= RANGES.max_lesions and np.mean(components) > 1.2
+    flair = painted[..., 1]
+    assert flair[tumor].mean() > 1.1 * images[..., 1][:, 16:48, 16:48].mean()  # FLAIR-bright, as a lesion is
+
+
+def test_synthetic_lesions_only_add_tumor_to_the_masks():
+    images, masks = _head_probes(16), _probes(16)[1]
+    _, plain_masks = SliceAugmentation(seed=4)(images, masks, training=True)
+    _, with_masks = SliceAugmentation(seed=4, synthetic_lesions=1.0)(images, masks, training=True)
+    plain_masks, with_masks = keras.ops.convert_to_numpy(plain_masks), keras.ops.convert_to_numpy(with_masks)
+    assert (with_masks >= plain_masks).all() and with_masks.sum() > plain_masks.sum()
+    assert set(np.unique(with_masks)) <= {0.0, 1.0}
+
+
+def test_synthetic_lesions_must_be_a_share():
+    with pytest.raises(ValueError, match="synthetic_lesions must be in \\[0, 1\\], got -0.1"):
+        SliceAugmentation(synthetic_lesions=-0.1)

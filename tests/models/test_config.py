@@ -28,6 +28,8 @@ from models.config import TrainingConfig, testing_config
         (dict(positive_weight_exponent=1.5), "positive_weight_exponent must be in \\[0, 1\\], got 1.5"),
         (dict(background_structures=1.5), "background_structures must be in \\[0, 1\\], got 1.5"),
         (dict(background_structures=0.5, augment=False), "background_structures is an augmentation"),
+        (dict(synthetic_lesions=1.5), "synthetic_lesions must be in \\[0, 1\\], got 1.5"),
+        (dict(synthetic_lesions=0.5, augment=False), "synthetic_lesions is an augmentation"),
         (dict(deterministic=True, hard_negative_fraction=0.5), "deterministic training cannot draw hard negatives"),
     ],
 )

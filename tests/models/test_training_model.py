@@ -33,3 +33,11 @@ def test_the_background_structures_option_reaches_the_augmentation():
     assert trainer.augmentation.background_structures == 0.3
     assert trainer.augmentation.get_config()["background_structures"] == 0.3
     assert training_model(network, augment=True, seed=0).augmentation.background_structures == 0.0
+
+
+def test_the_synthetic_lesions_option_reaches_the_augmentation():
+    network = networks.build_model(testing_config())
+    trainer = training_model(network, augment=True, seed=0, synthetic_lesions=0.4)
+    assert trainer.augmentation.synthetic_lesions == 0.4
+    assert trainer.augmentation.get_config()["synthetic_lesions"] == 0.4
+    assert training_model(network, augment=True, seed=0).augmentation.synthetic_lesions == 0.0
