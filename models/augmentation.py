@@ -64,7 +64,7 @@ class AugmentationRanges:
     lesion_radius: tuple[float, float] = (0.025, 0.18)
     lesion_aspect: tuple[float, float] = (0.4, 1.0)
     lesion_center: float = 0.6
-    lesion_contrast: tuple[tuple[float, float], ...] = ((0.5, 1.1), (1.15, 1.9), (0.5, 1.8))
+    lesion_contrast: tuple[tuple[float, float], ...] = ((0.5, 1.1), (1.4, 2.4), (0.6, 1.8))
 
 
 RANGES = AugmentationRanges()
