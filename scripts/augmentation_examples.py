@@ -2,9 +2,10 @@
 
 Columns: slices of one patient. Rows: the slice as read (at the training size),
 the default augmentation, with background structures, with synthetic lesions,
-and the mask after the synthetic lesions (white: tumor). Each row draws its own
-transforms (a layer per row, one seed). RGB shows the three MR sequences
-(pre-contrast, FLAIR, post-contrast).
+and the mask after the synthetic lesions (bright: tumor). The augmented rows use
+one seed, so they share the flips, rotations and intensity draws (an option's
+draws come after those). RGB shows the three MR sequences (pre-contrast,
+FLAIR, post-contrast); the picture is stored with a 256-colour palette.
 
     .venv/bin/python scripts/augmentation_examples.py --data-dir data/synthetic --output docs/augmentation.png
 """
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(keras.ops.convert_to_numpy(augmented))
     rows.append(np.repeat(keras.ops.convert_to_numpy(augmented_masks), 3, axis=-1) * 255.0)
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-    Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8)).save(args.output)
+    Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8)).quantize(256).save(args.output, optimize=True)
     print(f"wrote {args.output}: rows {', '.join(ROWS)}")
     return 0
 

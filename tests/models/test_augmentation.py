@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from scipy import ndimage
 
 from models import losses, networks
@@ -254,3 +259,14 @@ def test_synthetic_lesions_only_add_tumor_to_the_masks():
 def test_synthetic_lesions_must_be_a_share():
     with pytest.raises(ValueError, match="synthetic_lesions must be in \\[0, 1\\], got -0.1"):
         SliceAugmentation(synthetic_lesions=-0.1)
+
+
+def test_the_augmentation_picture_shows_five_rows_and_the_painted_lesions(tiny_dataset, tmp_path):
+    output = tmp_path / "augmentation.png"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    arguments = ["--data-dir", tiny_dataset, "--output", str(output), "--columns", "3", "--size", "48"]
+    script = os.path.join(root, "scripts", "augmentation_examples.py")
+    subprocess.run([sys.executable, script, *arguments], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": root})
+    rows = np.asarray(Image.open(output).convert("RGB"), np.int32).reshape(5, 48, 3 * 48, 3)
+    assert not np.array_equal(rows[1], rows[3])  # the lesions row differs from the default augmentation's
+    assert (rows[4] > 128).any()  # the mask row holds tumor
