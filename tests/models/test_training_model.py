@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from models import networks
 from models.config import testing_config
@@ -27,17 +28,10 @@ def test_without_augmentation_the_wrapper_trains_exactly_like_the_bare_network()
     assert np.isclose(evaluated["dice"], bare.evaluate(images, masks, return_dict=True, verbose=0)["dice"], rtol=1e-5)
 
 
-def test_the_background_structures_option_reaches_the_augmentation():
+@pytest.mark.parametrize("option, share", [("background_structures", 0.3), ("synthetic_lesions", 0.4)])
+def test_an_augmentation_share_reaches_the_augmentation(option, share):
     network = networks.build_model(testing_config())
-    trainer = training_model(network, augment=True, seed=0, background_structures=0.3)
-    assert trainer.augmentation.background_structures == 0.3
-    assert trainer.augmentation.get_config()["background_structures"] == 0.3
-    assert training_model(network, augment=True, seed=0).augmentation.background_structures == 0.0
-
-
-def test_the_synthetic_lesions_option_reaches_the_augmentation():
-    network = networks.build_model(testing_config())
-    trainer = training_model(network, augment=True, seed=0, synthetic_lesions=0.4)
-    assert trainer.augmentation.synthetic_lesions == 0.4
-    assert trainer.augmentation.get_config()["synthetic_lesions"] == 0.4
-    assert training_model(network, augment=True, seed=0).augmentation.synthetic_lesions == 0.0
+    trainer = training_model(network, augment=True, seed=0, **{option: share})
+    assert getattr(trainer.augmentation, option) == share
+    assert trainer.augmentation.get_config()[option] == share
+    assert getattr(training_model(network, augment=True, seed=0).augmentation, option) == 0.0
