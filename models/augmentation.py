@@ -244,6 +244,12 @@ def background_weight(images, level: float):
     return ops.clip((level - smoothed) / (level / 2.0), 0.0, 1.0)
 
 
+def painted_texture(grid, size):
+    """A multiplicative +-15 % texture for painted intensities: the uniform random `grid`
+    [batch, g, g, 1] upsampled bilinearly to `size` (height, width) and mapped to 0.85..1.15."""
+    return 0.85 + 0.3 * ops.image.resize(grid, size, interpolation="bilinear", data_format="channels_last")
+
+
 def add_background_structures(images, parameters: dict):
     """Paint random structures into the background of the slices drawn in `parameters["structures"]`.
 
@@ -260,8 +266,7 @@ def add_background_structures(images, parameters: dict):
     height, width = ops.shape(images)[1], ops.shape(images)[2]
     size = (height, width)
     where = background_weight(images, RANGES.background_level) * ops.cast(parameters["structures"], "float32")
-    texture = ops.image.resize(parameters["structure_texture"], size, interpolation="bilinear", data_format="channels_last")
-    texture = 0.85 + 0.3 * texture
+    texture = painted_texture(parameters["structure_texture"], size)
     for layer in STRUCTURE_LAYERS:
         field = ops.image.resize(parameters[f"{layer}_field"], size, interpolation="bicubic", data_format="channels_last")
         blobs = ops.clip((field - parameters[f"{layer}_level"]) / 0.04, 0.0, 1.0) * where
@@ -305,7 +310,7 @@ def add_synthetic_lesions(images, masks, parameters: dict):
     head = head * ops.cast(ops.max(images, axis=-1, keepdims=True) > 5.0, "float32")
     weight = lesion_weight(parameters, height, width) * head
     mean_inside = ops.sum(images * head, axis=(1, 2), keepdims=True) / ops.maximum(ops.sum(head, axis=(1, 2), keepdims=True), 1.0)
-    texture = ops.image.resize(parameters["lesion_texture"], (height, width), interpolation="bilinear", data_format="channels_last")
-    colour = ops.minimum(parameters["lesion_contrast"] * mean_inside * (0.85 + 0.3 * texture), 255.0)
+    texture = painted_texture(parameters["lesion_texture"], (height, width))
+    colour = ops.minimum(parameters["lesion_contrast"] * mean_inside * texture, 255.0)
     images = images + weight * (colour - images)
     return images, ops.maximum(masks, ops.cast(weight > 0.5, masks.dtype))
