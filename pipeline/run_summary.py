@@ -3,6 +3,8 @@
 - `component_timings`: per pipeline node, the state (complete / cached) and
   duration of its latest execution;
 - `evaluation_by_bucket`: the Evaluator's metrics, overall and per tumor-size bucket;
+- `split_statistics`: slices, patients and tumor-size buckets per split, with a
+  warning where a split holds too few patients to choose or judge a model on;
 - the blessing, and where the Pusher pushed the model.
 """
 
@@ -14,6 +16,12 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from core import contracts, metrics
+from data_schema import features
+from pipeline.config import SPLITS
+
+# Below this many patients in eval (or test), the summary warns that the epoch and the
+# post-processing (or the test metrics and the blessing) rest on very few patients.
+FEW_PATIENTS = 3
 
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -40,6 +48,7 @@ class RunSummary:
     positive_pixel_weight: float | None
     rejected_files: int | None = None  # listed in `rejected_list`
     rejected_list: str | None = None
+    patients_by_split: dict[str, int] | None = None
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -104,6 +113,26 @@ def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     return by_slice
 
 
+def split_statistics(statistics_uri: str) -> dict[str, dict]:
+    """Split -> {'slices', 'patients', 'buckets': {bucket: slices}} from StatisticsGen's output."""
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    result = {}
+    for split_dir in sorted(tf.io.gfile.glob(os.path.join(statistics_uri, "Split-*"))):
+        with tf.io.gfile.GFile(os.path.join(split_dir, "FeatureStats.pb"), "rb") as source:
+            dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(source.read()).datasets[0]
+        summary = {"slices": dataset.num_examples, "patients": None, "buckets": {}}
+        for feature in dataset.features:
+            name = feature.path.step[0] if feature.path.step else feature.name
+            if name == features.CASE_ID:
+                summary["patients"] = feature.string_stats.unique
+            if name == features.TUMOR_SIZE_BUCKET:
+                summary["buckets"] = {bucket.label: int(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
+        result[os.path.basename(split_dir)[len("Split-") :]] = summary
+    return result
+
+
 def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     store = open_store(metadata_path)
     runs = latest_component_runs(store, pipeline_name)
@@ -121,6 +150,10 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         rejected_list = os.path.join(examples.uri, contracts.REJECTED_FILE)
         with open(rejected_list) as source:
             rejected_files = max(sum(1 for _ in source) - 1, 0)
+    statistics = _artifact(runs, "StatisticsGen", "statistics")
+    patients_by_split = None
+    if statistics is not None:
+        patients_by_split = {split: stats["patients"] for split, stats in split_statistics(statistics.uri).items()}
     pushed_to = None
     if pushed is not None and pushed.custom_properties.get("pushed") and pushed.custom_properties["pushed"].int_value:
         pushed_to = pushed.custom_properties["pushed_destination"].string_value
@@ -134,7 +167,26 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         positive_pixel_weight=weight,
         rejected_files=rejected_files,
         rejected_list=rejected_list,
+        patients_by_split=patients_by_split,
     )
+
+
+def few_patients_warnings(patients_by_split: dict[str, int]) -> list[str]:
+    """One line per split that holds fewer than FEW_PATIENTS patients, saying what rests on them."""
+    rests_on = {
+        "eval": "the best epoch, early stopping and the post-processing were chosen on so few",
+        "test": "the test metrics and the blessing rest on so few",
+    }
+    lines = []
+    for split, what in rests_on.items():
+        count = patients_by_split.get(split)
+        if count is not None and count < FEW_PATIENTS:
+            lines.append(
+                f"Warning: the {split} split holds only {count} patient{'' if count == 1 else 's'}: {what}"
+                " (patients are split by a hash of their id, so a small dataset strays from the"
+                " --split-hash-buckets shares; see docs/data.md#splits-by-patient)"
+            )
+    return lines
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -146,6 +198,10 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"  {'total':<22} {'':<9} {total:8.1f} s")
     if summary.rejected_files is not None:
         lines.append(f"Rejected files: {summary.rejected_files} (list in {summary.rejected_list})")
+    if summary.patients_by_split:
+        ordered = [split for split in SPLITS if split in summary.patients_by_split]
+        lines.append("Patients per split: " + ", ".join(f"{split} {summary.patients_by_split[split]}" for split in ordered))
+        lines.extend(few_patients_warnings(summary.patients_by_split))
     if summary.positive_pixel_weight is not None:
         lines.append(
             f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}"

@@ -69,26 +69,6 @@ def _format(value) -> str:
     return "-" if value is None or (isinstance(value, float) and value != value) else f"{value:.3f}"
 
 
-def split_statistics(statistics_uri: str) -> dict[str, dict]:
-    """Split -> {'slices', 'patients', 'buckets': {bucket: slices}} from StatisticsGen's output."""
-    import tensorflow as tf
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    result = {}
-    for split_dir in sorted(tf.io.gfile.glob(os.path.join(statistics_uri, "Split-*"))):
-        with tf.io.gfile.GFile(os.path.join(split_dir, "FeatureStats.pb"), "rb") as source:
-            dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(source.read()).datasets[0]
-        summary = {"slices": dataset.num_examples, "patients": None, "buckets": {}}
-        for feature in dataset.features:
-            name = feature.path.step[0] if feature.path.step else feature.name
-            if name == features.CASE_ID:
-                summary["patients"] = feature.string_stats.unique
-            if name == features.TUMOR_SIZE_BUCKET:
-                summary["buckets"] = {bucket.label: int(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
-        result[os.path.basename(split_dir)[len("Split-") :]] = summary
-    return result
-
-
 def _curves(history: dict[str, list[float]]) -> str:
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -254,9 +234,11 @@ def _section_data(run: _Run, history: dict) -> list[str]:
         buckets = list(features.TUMOR_SIZE_BUCKETS)
         rows = [
             [split, stats["slices"], stats["patients"], *[stats["buckets"].get(b, 0) for b in buckets]]
-            for split, stats in split_statistics(statistics.uri).items()
+            for split, stats in run_summary.split_statistics(statistics.uri).items()
         ]
         parts.append(_table(["split", "slices", "patients", *[f"{b} slices" for b in buckets]], rows))
+        for warning in run_summary.few_patients_warnings(run.summary.patients_by_split or {}):
+            parts.append(f"<p class='bad'>{html.escape(warning)}</p>")
     anomalies = run.artifact("ExampleValidator", "anomalies")
     if anomalies is not None:
         found = describe_anomalies(anomalies.uri, run_summary.split_names(anomalies))

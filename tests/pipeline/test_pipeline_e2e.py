@@ -14,9 +14,9 @@ from components.slice_example_gen.executor import IngestionError
 from core import slices, synthetic_data
 from data_schema import features
 from pipeline import run_summary
-from pipeline.config import testing_pipeline_config
+from pipeline.config import SPLITS, testing_pipeline_config
 from pipeline.local_runner import run_local
-from tests.conftest import TINY_RUN_ARGS
+from tests.conftest import TINY_PATIENTS, TINY_RUN_ARGS
 from unet4mri import evaluate, served_model
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +57,7 @@ def test_every_component_executed_once_and_the_model_was_pushed(first_run):
     assert summary.positive_pixel_weight > 1
     assert summary.rejected_files == 0 and summary.rejected_list.endswith("rejected.csv")
     assert set(summary.metrics_by_slice) >= {"overall", "none"}
+    assert set(summary.patients_by_split) == set(SPLITS) and sum(summary.patients_by_split.values()) == TINY_PATIENTS
 
 
 def test_pushed_model_loads_in_a_fresh_process_and_predicts(first_run, tiny_dataset, tmp_path):

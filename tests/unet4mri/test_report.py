@@ -1,11 +1,13 @@
 """The run report: its pieces on fixed inputs, and the whole page of a tiny run (e2e)."""
 
+import html
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipeline import run_summary
 from tests.conftest import write_pair
 from tests.helpers import export_red_channel_model
 from unet4mri import report
@@ -141,6 +143,9 @@ def test_report_of_a_tiny_context_slice_run(tiny_dataset, tmp_path):
     text = " ".join(parser.text)
     for expected in ("FileBasedExampleGen", "Positive-pixel weight", "dice_per_patient_mean", "Anomalies", "context_slices=1"):
         assert expected in text
+    warnings = run_summary.few_patients_warnings(summary.patients_by_split)
+    assert warnings  # 6 patients: eval or test holds fewer than 3
+    assert all(f"<p class='bad'>{html.escape(warning)}</p>" in page_html for warning in warnings)
     ratio = summary.positive_pixel_weight
     assert f"the loss weighs a tumor pixel {ratio:.1f} ** 0.5 = <b>{ratio**0.5:.1f}</b>" in page_html  # the default exponent
     decision = page_html[page_html.index("Decision: ") :].split("</p>")[0]
