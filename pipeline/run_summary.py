@@ -19,7 +19,7 @@ from core import contracts, metrics
 from data_schema import features
 from pipeline.config import SPLITS
 
-# Below this many patients in eval (or test), the summary warns that the epoch and the
+# Below this many patients in eval (or test), the summary says that the epoch and the
 # post-processing (or the test metrics and the blessing) rest on very few patients.
 FEW_PATIENTS = 3
 
@@ -182,7 +182,7 @@ def few_patients_warnings(patients_by_split: dict[str, int]) -> list[str]:
         count = patients_by_split.get(split)
         if count is not None and count < FEW_PATIENTS:
             lines.append(
-                f"Warning: the {split} split holds only {count} patient{'' if count == 1 else 's'}: {what}"
+                f"Only {count} patient{'' if count == 1 else 's'} in the {split} split: {what}"
                 " (patients are split by a hash of their id, so a small dataset strays from the"
                 " --split-hash-buckets shares; see docs/data.md#splits-by-patient)"
             )

@@ -17,7 +17,7 @@ def test_patients_per_split_are_listed_in_train_eval_test_order():
 
 
 def test_enough_patients_in_every_split_give_no_warning():
-    assert "Warning" not in _summary({"train": 25, "eval": FEW_PATIENTS, "test": FEW_PATIENTS})
+    assert "Only" not in _summary({"train": 25, "eval": FEW_PATIENTS, "test": FEW_PATIENTS})
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,6 @@ def test_enough_patients_in_every_split_give_no_warning():
 )
 def test_a_split_with_too_few_patients_is_named_with_what_rests_on_it(split, rests_on):
     patients = {"train": 12, "eval": 4, "test": 4, split: FEW_PATIENTS - 1}
-    warnings = [line for line in _summary(patients).splitlines() if line.startswith("Warning")]
+    warnings = [line for line in _summary(patients).splitlines() if line.startswith("Only ")]
     assert len(warnings) == 1
-    assert f"the {split} split holds only {FEW_PATIENTS - 1} patients" in warnings[0] and rests_on in warnings[0]
+    assert f"Only {FEW_PATIENTS - 1} patients in the {split} split" in warnings[0] and rests_on in warnings[0]

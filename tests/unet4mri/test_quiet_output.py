@@ -35,3 +35,5 @@ def test_a_default_run_prints_progress_and_no_warnings_from_the_stack(tiny_datas
     assert noisy == [], noisy[:10]
     assert any(re.search(r"Trainer: finished in [\d.]+ s", line) for line in lines)
     assert any(line.startswith("Pushed to: ") for line in lines)
+    assert any(line.startswith("Patients per split: train ") for line in lines)
+    assert any(line.startswith("Only ") and (" in the eval split" in line or " in the test split" in line) for line in lines)  # 6 patients
