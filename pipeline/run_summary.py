@@ -3,8 +3,9 @@
 - `component_timings`: per pipeline node, the state (complete / cached) and
   duration of its latest execution;
 - `evaluation_by_bucket`: the Evaluator's metrics, overall and per tumor-size bucket;
-- `split_statistics`: slices, patients and tumor-size buckets per split, with a
-  warning where a split holds too few patients to choose or judge a model on;
+- `split_statistics`: slices, patients and tumor-size buckets per split, and
+  `few_patients_warnings`, a line for each split with too few patients to
+  choose or judge a model on;
 - the blessing, and where the Pusher pushed the model.
 """
 
@@ -120,6 +121,8 @@ def split_statistics(statistics_uri: str) -> dict[str, dict]:
 
     result = {}
     for split_dir in sorted(tf.io.gfile.glob(os.path.join(statistics_uri, "Split-*"))):
+        if not tf.io.gfile.exists(os.path.join(split_dir, "FeatureStats.pb")):
+            continue  # an interrupted StatisticsGen: the summary of a failed run must not fail too
         with tf.io.gfile.GFile(os.path.join(split_dir, "FeatureStats.pb"), "rb") as source:
             dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(source.read()).datasets[0]
         summary = {"slices": dataset.num_examples, "patients": None, "buckets": {}}
