@@ -49,7 +49,11 @@ class RunSummary:
     positive_pixel_weight: float | None
     rejected_files: int | None = None  # listed in `rejected_list`
     rejected_list: str | None = None
-    patients_by_split: dict[str, int] | None = None
+    splits: dict[str, dict] | None = None  # `split_statistics` of StatisticsGen's output
+
+    @property
+    def patients_by_split(self) -> dict[str, int]:
+        return {split: stats["patients"] for split, stats in (self.splits or {}).items()}
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -154,9 +158,6 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         with open(rejected_list) as source:
             rejected_files = max(sum(1 for _ in source) - 1, 0)
     statistics = _artifact(runs, "StatisticsGen", "statistics")
-    patients_by_split = None
-    if statistics is not None:
-        patients_by_split = {split: stats["patients"] for split, stats in split_statistics(statistics.uri).items()}
     pushed_to = None
     if pushed is not None and pushed.custom_properties.get("pushed") and pushed.custom_properties["pushed"].int_value:
         pushed_to = pushed.custom_properties["pushed_destination"].string_value
@@ -170,7 +171,7 @@ def summarize_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         positive_pixel_weight=weight,
         rejected_files=rejected_files,
         rejected_list=rejected_list,
-        patients_by_split=patients_by_split,
+        splits=split_statistics(statistics.uri) if statistics is not None else None,
     )
 
 

@@ -229,15 +229,14 @@ def _section_run(run: _Run, history: dict) -> list[str]:
 def _section_data(run: _Run, history: dict) -> list[str]:
 
     parts = ["<h2 id='data'>Data</h2>"]
-    statistics = run.artifact("StatisticsGen", "statistics")
-    if statistics is not None:
+    if run.summary.splits:
         buckets = list(features.TUMOR_SIZE_BUCKETS)
         rows = [
             [split, stats["slices"], stats["patients"], *[stats["buckets"].get(b, 0) for b in buckets]]
-            for split, stats in run_summary.split_statistics(statistics.uri).items()
+            for split, stats in run.summary.splits.items()
         ]
         parts.append(_table(["split", "slices", "patients", *[f"{b} slices" for b in buckets]], rows))
-        for warning in run_summary.few_patients_warnings(run.summary.patients_by_split or {}):
+        for warning in run_summary.few_patients_warnings(run.summary.patients_by_split):
             parts.append(f"<p class='bad'>{html.escape(warning)}</p>")
     anomalies = run.artifact("ExampleValidator", "anomalies")
     if anomalies is not None:

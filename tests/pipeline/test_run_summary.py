@@ -9,7 +9,8 @@ from pipeline.run_summary import FEW_PATIENTS, RunSummary, format_summary
 
 def _summary(patients_by_split: dict[str, int]) -> str:
     summary = RunSummary(components=[], metrics_by_slice={}, blessed=True, pushed_to=None, positive_pixel_weight=None)
-    return format_summary(dataclasses.replace(summary, patients_by_split=patients_by_split))
+    splits = {split: {"slices": 20 * count, "patients": count, "buckets": {}} for split, count in patients_by_split.items()}
+    return format_summary(dataclasses.replace(summary, splits=splits))
 
 
 def test_patients_per_split_are_listed_in_train_eval_test_order():
