@@ -202,10 +202,10 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"  {'total':<22} {'':<9} {total:8.1f} s")
     if summary.rejected_files is not None:
         lines.append(f"Rejected files: {summary.rejected_files} (list in {summary.rejected_list})")
-    if summary.patients_by_split:
-        ordered = [split for split in SPLITS if split in summary.patients_by_split]
-        lines.append("Patients per split: " + ", ".join(f"{split} {summary.patients_by_split[split]}" for split in ordered))
-        lines.extend(few_patients_warnings(summary.patients_by_split))
+    patients = summary.patients_by_split
+    if patients:
+        lines.append("Patients per split: " + ", ".join(f"{split} {patients[split]}" for split in SPLITS if split in patients))
+        lines.extend(few_patients_warnings(patients))
     if summary.positive_pixel_weight is not None:
         lines.append(
             f"Positive-pixel weight (negative / positive pixels, train split): {summary.positive_pixel_weight:.1f}"
