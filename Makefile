@@ -4,7 +4,6 @@
 PYTHON ?= python3.10
 VENV := .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= data/synthetic
 OUTPUT_DIR ?= output
 RUN_ARGS ?=
 
@@ -14,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # Source files and docs are UTF-8 whatever the machine's locale (CI may have none set).
 export PYTHONUTF8 := 1
 
-.PHONY: setup browser run run-nifti unseen-data test lint bench clean
+.PHONY: setup browser run run-nifti unseen-data heads-data test lint bench clean
 
 $(VENV)/.installed: setup.py requirements/lock.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required, found " + sys.version'
@@ -25,8 +24,13 @@ $(VENV)/.installed: setup.py requirements/lock.txt
 
 setup: $(VENV)/.installed
 
+# Generated data lives in fixed folders that the rules below delete and rewrite (never a user's
+# dataset), and is written again whenever its generator changes.
+GENERATOR := core/synthetic_data.py core/synthetic_head.py core/mni_templates.py
+
 # The embedded default dataset: 40 synthetic patients x 20 slices, 256x256, seed 0.
-$(DATA_DIR)/.complete: | setup
+DATA_DIR := data/synthetic
+$(DATA_DIR)/.complete: $(GENERATOR) | setup
 	rm -rf $(DATA_DIR).partial
 	$(BIN)/unet4mri generate-data --out $(DATA_DIR).partial --patients 40 --slices 20 --seed 0
 	rm -rf $(DATA_DIR) && mv $(DATA_DIR).partial $(DATA_DIR) && touch $@
@@ -35,8 +39,8 @@ run: setup $(DATA_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
 # The same patients as BraTS-style NIfTI cases (docs/volumes.md).
-NIFTI_DIR ?= data/synthetic-nifti
-$(NIFTI_DIR)/.complete: | setup
+NIFTI_DIR := data/synthetic-nifti
+$(NIFTI_DIR)/.complete: $(GENERATOR) | setup
 	rm -rf $(NIFTI_DIR).partial
 	$(BIN)/unet4mri generate-data --format nifti --out $(NIFTI_DIR).partial --patients 40 --slices 20 --seed 0
 	rm -rf $(NIFTI_DIR) && mv $(NIFTI_DIR).partial $(NIFTI_DIR) && touch $@
@@ -45,13 +49,23 @@ run-nifti: setup $(NIFTI_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(NIFTI_DIR) --output-dir $(OUTPUT_DIR)-nifti $(RUN_ARGS)
 
 # The unseen family (docs/data.md): other anatomy, lesions and scanner; evaluated once, never tuned on.
-UNSEEN_DIR ?= data/unseen
-$(UNSEEN_DIR)/.complete: | setup
+UNSEEN_DIR := data/unseen
+$(UNSEEN_DIR)/.complete: $(GENERATOR) core/synthetic_unseen.py | setup
 	rm -rf $(UNSEEN_DIR).partial
 	$(BIN)/unet4mri generate-data --family unseen --out $(UNSEEN_DIR).partial --patients 16 --slices 20 --seed 1
 	rm -rf $(UNSEEN_DIR) && mv $(UNSEEN_DIR).partial $(UNSEEN_DIR) && touch $@
 
 unseen-data: $(UNSEEN_DIR)/.complete
+
+# The default family's anatomy with a head around every second brain (docs/data.md): tuning data
+# that shows false positives at the skull base; patients apart from the embedded ones (seed 7).
+HEADS_DIR := data/heads
+$(HEADS_DIR)/.complete: $(GENERATOR) | setup
+	rm -rf $(HEADS_DIR).partial
+	$(BIN)/unet4mri generate-data --family heads --out $(HEADS_DIR).partial --patients 16 --slices 20 --seed 7
+	rm -rf $(HEADS_DIR) && mv $(HEADS_DIR).partial $(HEADS_DIR) && touch $@
+
+heads-data: $(HEADS_DIR)/.complete
 
 # Headless Chromium for tests/unet4mri/test_report_browser.py (the report in a real browser):
 # Debian's package, installed where missing (sudo only when not root).
@@ -68,7 +82,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial $(UNSEEN_DIR) $(UNSEEN_DIR).partial
+	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial $(UNSEEN_DIR) $(UNSEEN_DIR).partial $(HEADS_DIR) $(HEADS_DIR).partial
 
 # Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=

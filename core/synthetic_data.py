@@ -20,7 +20,8 @@ patient stored in another axis order and orientation, and the affine turned
 a few degrees, as scanners write them; T1 volumes as int16, FLAIR as float32.
 
 This is the `default` family, the one the team tunes on. `FAMILIES` also holds
-`unseen` (`core.synthetic_unseen`: another head anatomy, lesion model and
+`heads` (the same patients, every second one with a head around the brain:
+`core.synthetic_head`) and `unseen` (`core.synthetic_unseen`: another head anatomy, lesion model and
 scanner), written by the same two functions with `family="unseen"`.
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
-from core import mni_templates, synthetic_unseen, volume_grid
+from core import mni_templates, synthetic_head, synthetic_unseen, volume_grid
 
 FIELD_OF_VIEW_MM = 180.0
 # Tissue intensities on a 0..1 scale per channel (pre-contrast, FLAIR, post-contrast).
@@ -66,8 +67,7 @@ def generate_dataset(out_dir: str, patients: int, slices: int, seed: int, image_
     _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
-        rng = np.random.default_rng([seed, index])
-        images, masks, _ = chosen.synthesize(rng, slices, image_size)
+        _, (images, masks, _) = chosen.draw(index, seed, slices, image_size)
         ids.append(chosen.case_id(index, seed))
         _write_case(os.path.join(out_dir, ids[-1]), ids[-1], images, masks)
     return ids
@@ -80,14 +80,13 @@ def _write_case(folder: str, name: str, images: np.ndarray, masks: np.ndarray) -
         tifffile.imwrite(os.path.join(folder, f"{name}_{number}_mask.tif"), mask * np.uint8(255))
 
 
-def synthesize_case(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One patient: images uint8 [slices, size, size, 3] and masks uint8 [slices, size, size] in 0/1."""
-    images, masks, _ = _synthesize(rng, slices, image_size)
-    return images, masks
+def _synthesize(rng: np.random.Generator, slices: int, image_size: int, with_head: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """One patient: images uint8 [slices, size, size, 3], masks uint8 0/1 [slices, size, size], slice spacing mm.
 
-
-def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """`synthesize_case`, and the distance between slices in mm."""
+    The head is drawn from its own stream: with `with_head` false, the patient is to the
+    byte the skull-stripped patient of the `default` family.
+    """
+    head_rng = rng.spawn(1)[0]
     templates = mni_templates.load()
     coordinates = _sampling_grid(rng, templates, slices, image_size)
     slice_mm = float(coordinates[2, 1, 0, 0] - coordinates[2, 0, 0, 0]) if slices > 1 else 1.0
@@ -112,6 +111,8 @@ def _synthesize(rng: np.random.Generator, slices: int, image_size: int) -> tuple
     tissue = white[..., None] * contrast["white_matter"] + grey[..., None] * contrast["grey_matter"] + csf[..., None] * contrast["csf"]
     tissue *= 1.0 + 0.12 * oedema[..., None] * np.array([-0.3, 1.0, 0.0])
     signal = tissue * (1.0 - lesion[..., None]) + lesion[..., None] * brain[..., None] * lesion_intensity
+    if with_head:
+        signal += (1.0 - brain[..., None]) * synthetic_head.colour(head_rng, coordinates, contrast["csf"])
     signal *= _texture(rng, signal.shape[:3])[..., None] * _bias_field(rng, signal.shape[:3])[..., None]
     noise_sigma = rng.uniform(0.012, 0.035)
     signal = np.abs(signal + rng.normal(0.0, noise_sigma, signal.shape))  # magnitude images: Rician-like
@@ -193,8 +194,7 @@ def generate_volume_dataset(
     _check_sizes(patients, slices, image_size)
     ids = []
     for index in range(patients):
-        rng = np.random.default_rng([seed, index])
-        images, masks, slice_mm = chosen.synthesize(rng, slices, image_size)
+        rng, (images, masks, slice_mm) = chosen.draw(index, seed, slices, image_size)
         # display [z, rows, columns, ...] -> RAS+ [x, y, z, ...]
         canonical = np.stack([volume_grid.canonical_plane(image) for image in images], axis=2)
         labels = np.stack([volume_grid.canonical_plane(mask) for mask in masks], axis=2)
@@ -233,11 +233,21 @@ class Family:
     # (rng, slices, image size) -> (images uint8 [slices, size, size, 3], masks uint8 0/1 [slices, size, size], slice spacing mm)
     synthesize: Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray, float]]
     field_of_view_mm: float
+    # patient index -> whether it is drawn with a head (`synthesize(..., with_head=...)`); None: the family has no such choice
+    with_head: Callable[[int], bool] | None = None
+
+    def draw(self, index: int, seed: int, slices: int, image_size: int) -> tuple[np.random.Generator, tuple[np.ndarray, np.ndarray, float]]:
+        """(the patient's random stream after drawing, `synthesize`'s result) for patient `index` of `seed`."""
+        rng = np.random.default_rng([seed, index])
+        options = {} if self.with_head is None else {"with_head": self.with_head(index)}
+        return rng, self.synthesize(rng, slices, image_size, **options)
 
 
-# `default` is what the team tunes on; `unseen` is reported once, never tuned on (core/synthetic_unseen.py).
+# `default` is what the team tunes on; `heads` holds its patients, every second one with a head
+# (core/synthetic_head.py); `unseen` is reported once, never tuned on (core/synthetic_unseen.py).
 FAMILIES = {
     "default": Family(case_id, _synthesize, FIELD_OF_VIEW_MM),
+    "heads": Family(case_id, _synthesize, FIELD_OF_VIEW_MM, with_head=synthetic_head.with_head),
     "unseen": Family(synthetic_unseen.case_id, synthetic_unseen.synthesize, synthetic_unseen.FIELD_OF_VIEW_MM),
 }
 

@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--family",
         choices=tuple(FAMILIES),
         default="default",
-        help="default: the data the team tunes on; unseen: other head anatomy, lesion model and scanner, "
+        help="default: the data the team tunes on (skull-stripped); heads: the same patients, every second one with a "
+        "head around the brain (skull, scalp, skull base); unseen: other head anatomy, lesion model and scanner, "
         "for a generalization measure reported once and never tuned on (docs/data.md) (default: %(default)s)",
     )
     generate.set_defaults(handler=command_generate_data)

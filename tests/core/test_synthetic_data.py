@@ -44,3 +44,19 @@ def test_different_seeds_give_different_patients(tmp_path):
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         synthetic_data.generate_dataset(str(tmp_path), seed=0, **kwargs)
+
+
+def test_heads_give_every_second_default_patient_a_head_and_leave_the_others_as_they_are():
+    for index in range(4):
+        _, (images, masks, _) = synthetic_data.FAMILIES["heads"].draw(index, 0, 6, 96)
+        _, (stripped, stripped_masks, _) = synthetic_data.FAMILIES["default"].draw(index, 0, 6, 96)
+        np.testing.assert_array_equal(masks, stripped_masks)
+        if index % 2 == 0:
+            np.testing.assert_array_equal(images, stripped)
+            continue
+        outside_brain = stripped.max(axis=-1) < 8
+        # Skull and scalp: signal where the stripped patient has only background noise.
+        assert ((images.max(axis=-1) > 40) & outside_brain).mean() > 0.05
+        # At the skull base something outside the brain is brighter on FLAIR than most of the brain.
+        lowest_flair = images[:2, ..., 1][outside_brain[:2]]
+        assert lowest_flair.max() > np.percentile(stripped[..., 1][~outside_brain], 90)
