@@ -24,22 +24,24 @@ $(VENV)/.installed: setup.py requirements/lock.txt
 
 setup: $(VENV)/.installed
 
-# Generated data lives in fixed folders that the rules below delete and rewrite (never a user's
-# dataset), and is written again whenever its generator changes.
+# Generated data lives in fixed folders (`override`: not settable from the command line) that the
+# rules below delete and rewrite, never a user's dataset; it is written again when its generator changes.
 GENERATOR := core/synthetic_data.py core/synthetic_head.py core/mni_templates.py
 
 # The embedded default dataset: 40 synthetic patients x 20 slices, 256x256, seed 0.
-DATA_DIR := data/synthetic
-$(DATA_DIR)/.complete: $(GENERATOR) | setup
-	rm -rf $(DATA_DIR).partial
-	$(BIN)/unet4mri generate-data --out $(DATA_DIR).partial --patients 40 --slices 20 --seed 0
-	rm -rf $(DATA_DIR) && mv $(DATA_DIR).partial $(DATA_DIR) && touch $@
+# `make run DATA_DIR=/path/to/kaggle_3m` trains on other data and generates nothing.
+override SYNTHETIC_DIR := data/synthetic
+DATA_DIR ?= $(SYNTHETIC_DIR)
+$(SYNTHETIC_DIR)/.complete: $(GENERATOR) | setup
+	rm -rf $(SYNTHETIC_DIR).partial
+	$(BIN)/unet4mri generate-data --out $(SYNTHETIC_DIR).partial --patients 40 --slices 20 --seed 0
+	rm -rf $(SYNTHETIC_DIR) && mv $(SYNTHETIC_DIR).partial $(SYNTHETIC_DIR) && touch $@
 
-run: setup $(DATA_DIR)/.complete
+run: setup $(if $(filter $(SYNTHETIC_DIR),$(DATA_DIR)),$(SYNTHETIC_DIR)/.complete)
 	$(BIN)/unet4mri run --data-dir $(DATA_DIR) --output-dir $(OUTPUT_DIR) $(RUN_ARGS)
 
 # The same patients as BraTS-style NIfTI cases (docs/volumes.md).
-NIFTI_DIR := data/synthetic-nifti
+override NIFTI_DIR := data/synthetic-nifti
 $(NIFTI_DIR)/.complete: $(GENERATOR) | setup
 	rm -rf $(NIFTI_DIR).partial
 	$(BIN)/unet4mri generate-data --format nifti --out $(NIFTI_DIR).partial --patients 40 --slices 20 --seed 0
@@ -49,7 +51,7 @@ run-nifti: setup $(NIFTI_DIR)/.complete
 	$(BIN)/unet4mri run --data-dir $(NIFTI_DIR) --output-dir $(OUTPUT_DIR)-nifti $(RUN_ARGS)
 
 # The unseen family (docs/data.md): other anatomy, lesions and scanner; evaluated once, never tuned on.
-UNSEEN_DIR := data/unseen
+override UNSEEN_DIR := data/unseen
 $(UNSEEN_DIR)/.complete: $(GENERATOR) core/synthetic_unseen.py | setup
 	rm -rf $(UNSEEN_DIR).partial
 	$(BIN)/unet4mri generate-data --family unseen --out $(UNSEEN_DIR).partial --patients 16 --slices 20 --seed 1
@@ -59,7 +61,7 @@ unseen-data: $(UNSEEN_DIR)/.complete
 
 # The default family's anatomy with a head around every second brain (docs/data.md): tuning data
 # that shows false positives at the skull base; patients apart from the embedded ones (seed 7).
-HEADS_DIR := data/heads
+override HEADS_DIR := data/heads
 $(HEADS_DIR)/.complete: $(GENERATOR) | setup
 	rm -rf $(HEADS_DIR).partial
 	$(BIN)/unet4mri generate-data --family heads --out $(HEADS_DIR).partial --patients 16 --slices 20 --seed 7
@@ -82,7 +84,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(OUTPUT_DIR) $(DATA_DIR) $(DATA_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial $(UNSEEN_DIR) $(UNSEEN_DIR).partial $(HEADS_DIR) $(HEADS_DIR).partial
+	rm -rf $(OUTPUT_DIR) $(SYNTHETIC_DIR) $(SYNTHETIC_DIR).partial $(OUTPUT_DIR)-nifti $(NIFTI_DIR) $(NIFTI_DIR).partial $(UNSEEN_DIR) $(UNSEEN_DIR).partial $(HEADS_DIR) $(HEADS_DIR).partial
 
 # Benchmarks (docs/results.md, "Performance"): BENCH_ARGS="--scale full" on a GPU node.
 BENCH_ARGS ?=
