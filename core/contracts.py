@@ -24,6 +24,9 @@ Artifacts inside the pipeline:
   POSTPROCESSING_FILE  the Trainer's choice of post-processing (Choice.to_dict), beside it
   HYPERPARAMETERS_FILE the PositivePixelWeight output, a JSON holding POSITIVE_PIXEL_WEIGHT
   REJECTED_FILE        the slices ingestion refused, a CSV in the Examples artifact
+  MIN_PATIENTS_PER_SPLIT  ingestion gives every split at least this many patients
+                       when the data has enough for all; the run summary names a
+                       split below it
 
 Pushed models: `<push destination>/<version>/`, one folder per push named by
 an increasing integer; the newest complete one is the one being served
@@ -55,6 +58,7 @@ POSTPROCESSING_FILE = "postprocessing.json"
 HYPERPARAMETERS_FILE = "positive_pixel_weight.json"
 POSITIVE_PIXEL_WEIGHT = "positive_pixel_weight"
 REJECTED_FILE = "rejected.csv"
+MIN_PATIENTS_PER_SPLIT = 3
 
 OVERALL = "overall"
 # The order in which tables and charts list the evaluation slices.

@@ -23,8 +23,10 @@ class IngestionConfig:
 
     split_hash_buckets: patients are assigned to train / eval / test by a hash
       of their case id in these proportions (the Trainer validates on `eval`,
-      the Evaluator reports on `test`): no patient is in two splits, and a
-      patient keeps its split when others are added.
+      the Evaluator reports on `test`): no patient is in two splits. Data
+      with at least 9 patients gets at least 3 in every split, moved there
+      from the largest split when the hash left fewer
+      (components.slice_example_gen.executor.assign_splits).
     span_pattern: read data in spans, e.g. "span-{SPAN}" for folders
       `data_dir/span-1/`, `span-2/`, ...: each run ingests the latest span.
     volumes: for BraTS-style NIfTI/DICOM case folders (detected by their

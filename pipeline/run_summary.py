@@ -22,7 +22,7 @@ from pipeline.config import SPLITS
 
 # Below this many patients in eval (or test), the summary says that the epoch and the
 # post-processing (or the test metrics and the blessing) rest on very few patients.
-FEW_PATIENTS = 3
+FEW_PATIENTS = contracts.MIN_PATIENTS_PER_SPLIT
 
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -187,8 +187,8 @@ def few_patients_warnings(patients_by_split: dict[str, int]) -> list[str]:
         if count is not None and count < FEW_PATIENTS:
             lines.append(
                 f"Only {count} patient{'' if count == 1 else 's'} in the {split} split: {what}"
-                " (patients are split by a hash of their id, so a small dataset strays from the"
-                " --split-hash-buckets shares; see docs/data.md#splits-by-patient)"
+                f" (a dataset needs {FEW_PATIENTS * len(patients_by_split)} patients for {FEW_PATIENTS} in every split;"
+                " see docs/data.md#splits-by-patient)"
             )
     return lines
 

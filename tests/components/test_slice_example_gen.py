@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components.slice_example_gen import executor
-from core import contracts, slices
+from core import contracts, slices, synthetic_data
 from data_schema import features
 from pipeline.config import SPLITS
 
@@ -123,7 +123,8 @@ def test_context_slices_are_stored_with_each_slice(tiny_dataset, tmp_path):
 
 
 def test_each_patient_lands_in_the_split_of_tfx_hash_partition(tiny_dataset, tmp_path):
-    """The streaming writer keeps ExampleGen's split: TFX's own partition function of the case id."""
+    """The streaming writer keeps ExampleGen's split: TFX's own partition function of the case id
+    (6 patients are too few for 3 in every split, so none is moved)."""
     from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
 
     run_executor(tiny_dataset, str(tmp_path))
@@ -141,6 +142,58 @@ def test_each_patient_lands_in_the_split_of_tfx_hash_partition(tiny_dataset, tmp
     assert written == expected
     files = [name for split in SPLITS for name in os.listdir(tmp_path / f"Split-{split}")]
     assert files and all(name.startswith("data_tfrecord-") and name.endswith(".gz") for name in files)
+
+
+SPLIT_CONFIG = executor.split_by_patient(SPLITS, (14, 3, 3)).split_config
+
+
+def hash_split(case_id: str) -> int:
+    """TFX's partition of one patient (alone, none can be moved)."""
+    return executor.assign_splits([case_id], SPLIT_CONFIG)[case_id]
+
+
+def patients_hashed_into(counts: tuple[int, ...]) -> list[str]:
+    """Case ids that TFX's hash puts `counts[i]` into split i."""
+    by_split = [[] for _ in counts]
+    for case_id in (f"TCGA_XX_{index:04d}" for index in range(1000)):
+        split = hash_split(case_id)
+        if len(by_split[split]) < counts[split]:
+            by_split[split].append(case_id)
+    assert [len(ids) for ids in by_split] == list(counts)
+    return [case_id for ids in by_split for case_id in ids]
+
+
+def split_counts(split_of: dict[str, int]) -> list[int]:
+    return [list(split_of.values()).count(index) for index in range(len(SPLITS))]
+
+
+@pytest.mark.parametrize(
+    "hashed, expected", [((12, 1, 3), [10, 3, 3]), ((12, 3, 1), [10, 3, 3]), ((9, 0, 0), [3, 3, 3]), ((3, 10, 2), [3, 9, 3])]
+)
+def test_a_split_below_three_patients_takes_them_from_the_largest_split(hashed, expected):
+    patients = patients_hashed_into(hashed)
+    split_of = executor.assign_splits(patients, SPLIT_CONFIG)
+    assert split_counts(split_of) == expected
+    largest = hashed.index(max(hashed))
+    assert all(split_of[case_id] == hash_split(case_id) for case_id in patients if hash_split(case_id) != largest)
+    assert executor.assign_splits(reversed(patients), SPLIT_CONFIG) == split_of
+
+
+@pytest.mark.parametrize("hashed", [(25, 8, 7), (3, 3, 3), (6, 1, 1)])
+def test_tfx_hash_split_is_kept_when_every_split_has_three_patients_or_there_are_too_few(hashed):
+    patients = patients_hashed_into(hashed)
+    assert executor.assign_splits(patients, SPLIT_CONFIG) == {case_id: hash_split(case_id) for case_id in patients}
+
+
+def test_ingestion_writes_each_patient_to_the_assigned_split(tmp_path):
+    data = tmp_path / "data"
+    patients = synthetic_data.generate_dataset(str(data), 10, 2, seed=0)
+    assert min(split_counts({case_id: hash_split(case_id) for case_id in patients})) < 3, "the data no longer tests a move"
+    run_executor(str(data), str(tmp_path / "out"))
+    written = {
+        value(e, features.CASE_ID).decode(): index for index, split in enumerate(SPLITS) for e in read_split(str(tmp_path / "out"), split)
+    }
+    assert written == executor.assign_splits(patients, SPLIT_CONFIG) and min(split_counts(written)) == 3
 
 
 def test_volume_cases_become_examples_and_a_bad_case_is_rejected_whole(tmp_path):
