@@ -88,6 +88,11 @@ class TrainingConfig:
       SELECTION_METRICS) whose best epoch is exported, which early stopping
       and the learning-rate schedule watch; the default, `dice_pooled`, counts
       false positives on tumor-free slices, `dice_per_tumor_slice_mean` does not.
+    selection_smoothing: S > 0 makes those three watch an exponential moving
+      average of the selection metric, S * previous + (1 - S) * this epoch's
+      (as nnU-Net chooses its best checkpoint), so that one epoch's lucky figure
+      on a few eval patients neither becomes the best epoch nor ends the run
+      (default 0.7, docs/results.md "Selection on a moving average").
     postprocessing: after training, choose the mask's probability threshold and
       minimum 8-connected component size on the eval patients
       (core.postprocessing.choose); False: the default (0.5, no removal).
@@ -126,6 +131,11 @@ class TrainingConfig:
         "dice_pooled",
         "validation metric of the best epoch, early stopping and the learning-rate schedule (docs/metrics.md)",
         choices=SELECTION_METRICS,
+    )
+    selection_smoothing: float = option(
+        0.7,
+        "the best epoch, early stopping and the learning-rate schedule watch an exponential moving average of "
+        "--selection-metric with this weight on the previous epochs (0: each epoch's own figure)",
     )
     seed: int = option(0, "seed of initialization, sampling and augmentation")
     deterministic: bool = option(
@@ -204,6 +214,7 @@ class TrainingConfig:
                 self.selection_metric in SELECTION_METRICS,
                 f"selection_metric must be one of {SELECTION_METRICS}, got {self.selection_metric!r}",
             ),
+            (0.0 <= self.selection_smoothing < 1.0, f"selection_smoothing must be in [0, 1), got {self.selection_smoothing}"),
             (self.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}"),
             (
                 self.prune_level is None or (self.model == "unetpp" and self.deep_supervision and 1 <= self.prune_level <= self.depth),

@@ -71,6 +71,26 @@ class BestWeights(keras.callbacks.Callback):
         save_weights_atomically(self.model, self.path)
 
 
+class SmoothedMetric(keras.callbacks.Callback):
+    """Adds `<source>_smoothed` to each epoch's logs: the exponential moving average
+    smoothing * previous + (1 - smoothing) * `source`, starting at the first finite value
+    (a NaN epoch leaves it as it was). Placed before the callbacks that watch it."""
+
+    def __init__(self, source: str, smoothing: float):
+        super().__init__()
+        self.source, self.smoothing = source, smoothing
+        self.key = f"{source}_smoothed"
+        self.value: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        current = logs.get(self.source)
+        if current is not None and math.isfinite(current):
+            self.value = float(current) if self.value is None else self.smoothing * self.value + (1.0 - self.smoothing) * float(current)
+        logs[self.key] = math.nan if self.value is None else self.value
+
+
 class TrainingProgress(keras.callbacks.Callback):
     """Makes a killed training resumable: after every epoch, one checkpoint in `backup_dir`.
 
@@ -84,11 +104,12 @@ class TrainingProgress(keras.callbacks.Callback):
     Placed after the callbacks it restores.
     """
 
-    def __init__(self, backup_dir: str, checkpoint: BestWeights, early_stopping, reduce_lr):
+    def __init__(self, backup_dir: str, checkpoint: BestWeights, early_stopping, reduce_lr, smoothed: SmoothedMetric | None = None):
         super().__init__()
         self.backup_dir = backup_dir
         self.path = os.path.join(backup_dir, PROGRESS_FILE)
         self.checkpoint, self.early_stopping, self.reduce_lr = checkpoint, early_stopping, reduce_lr
+        self.smoothed = smoothed
         self.history: dict[str, list[float]] = {}
         self.resumed_from_epoch = 0
 
@@ -112,6 +133,8 @@ class TrainingProgress(keras.callbacks.Callback):
         self.reduce_lr.best = state["best"] if state["best"] is not None else -math.inf  # ReduceLROnPlateau compares with a number
         self.reduce_lr.wait = state["lr_wait"]
         self.model.optimizer.learning_rate.assign(state["learning_rate"])
+        if self.smoothed is not None:  # the moving average goes on from the last epoch's
+            self.smoothed.value = _finite(self.history.get(self.smoothed.key, [None])[-1])
         logging.info("resuming training after epoch %d from %s", self.resumed_from_epoch, self.backup_dir)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -179,15 +202,18 @@ def monitored_metric(model: keras.Model, selection_metric: str) -> str:
 
 
 def selection_callbacks(model: keras.Model, config: TrainingConfig, best_weights: str) -> tuple:
-    """(BestWeights, EarlyStopping, ReduceLROnPlateau), all watching `config.selection_metric`
-    on the validation data (higher is better); the best epoch's weights go to `best_weights`."""
+    """(SmoothedMetric or None, BestWeights, EarlyStopping, ReduceLROnPlateau): the last three watch
+    `config.selection_metric` on the validation data (higher is better), smoothed over epochs
+    when `config.selection_smoothing` > 0; the best epoch's weights go to `best_weights`."""
     monitor = monitored_metric(model, config.selection_metric)
+    smoothed = SmoothedMetric(monitor, config.selection_smoothing) if config.selection_smoothing > 0 else None
+    monitor = smoothed.key if smoothed else monitor
     checkpoint = BestWeights(best_weights, monitor)
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.early_stopping_patience)
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
         monitor=monitor, mode="max", factor=0.5, patience=max(config.early_stopping_patience // 2, 1)
     )
-    return checkpoint, early_stopping, reduce_lr
+    return smoothed, checkpoint, early_stopping, reduce_lr
 
 
 def train(
@@ -229,14 +255,16 @@ def train(
         model = training_model(network, config.augment, config.seed, config.background_structures, config.synthetic_lesions)
         compile_model(model, config, positive_pixel_weight, outputs=len(network.outputs))
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
-    checkpoint, early_stopping, reduce_lr = selection_callbacks(network, config, best_weights)
+    smoothed, checkpoint, early_stopping, reduce_lr = selection_callbacks(network, config, best_weights)
     callbacks = [checkpoint, early_stopping, reduce_lr]
+    if smoothed is not None:  # before the callbacks that watch it
+        callbacks.insert(0, smoothed)
     if hard_pool is not None:  # first: its pool size is in the logs the others record
         callbacks.insert(0, hard_negatives.HardNegativeMiner(hard_pool, network, config.batch_size))
     progress = None
     if backup_dir:
         tf.io.gfile.makedirs(backup_dir)
-        progress = TrainingProgress(backup_dir, checkpoint, early_stopping, reduce_lr)
+        progress = TrainingProgress(backup_dir, checkpoint, early_stopping, reduce_lr, smoothed)
         callbacks.append(progress)
     callbacks += extra_callbacks or []
     if log_dir:

@@ -257,8 +257,12 @@ def _section_data(run: _Run, history: dict) -> list[str]:
 
 
 def _selection_metric(history: dict) -> str:
-    """The metric that chose the best epoch; runs before the option existed used the tumor-slice Dice."""
-    return history.get("config", {}).get("selection_metric", "dice_per_tumor_slice_mean")
+    """The metric that chose the best epoch, in words; runs before the options existed used the
+    tumor-slice Dice, each epoch's own."""
+    config = history.get("config", {})
+    metric = config.get("selection_metric", "dice_per_tumor_slice_mean")
+    smoothing = config.get("selection_smoothing", 0.0)
+    return f"{metric}, moving average with weight {smoothing} on the previous epochs" if smoothing else metric
 
 
 def _section_training(history: dict) -> list[str]:

@@ -156,7 +156,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_an_interrupted_training_resumes_after_its_last_epoch(split_records, tmp_path):
     train_files, eval_files = split_records
-    config = testing_config(epochs=5, early_stopping_patience=5)
+    config = testing_config(epochs=5, early_stopping_patience=5, selection_smoothing=0.5)
     backup = str(tmp_path / "backup")
     with pytest.raises(KeyboardInterrupt):
         train(config, [train_files], [eval_files], 20.0, str(tmp_path / "a"), backup_dir=backup, extra_callbacks=[_Interrupt(3)])
@@ -167,6 +167,8 @@ def test_an_interrupted_training_resumes_after_its_last_epoch(split_records, tmp
     assert counter.epochs == [3, 4]  # only the epochs the first run did not finish
     assert len(result.history["loss"]) == len(result.history["val_dice"]) == 5
     assert 1 <= result.best_epoch <= 5 and interrupted_lr > 0
+    pooled, smoothed = result.history["val_dice_pooled"], result.history["val_dice_pooled_smoothed"]
+    assert smoothed[3] == pytest.approx(0.5 * smoothed[2] + 0.5 * pooled[3]) != pytest.approx(pooled[3])  # went on across the restart
     fresh = train(config, [train_files], [eval_files], 20.0, str(tmp_path / "c"), backup_dir=str(tmp_path / "other"))
     assert fresh.resumed_from_epoch == 0
 
@@ -246,10 +248,12 @@ def test_a_model_that_paints_healthy_slices_is_not_the_best_epoch(selection_metr
     images, masks = _selection_data()
     inputs = keras.Input((8, 8, 2))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="logits")(inputs))
-    config = testing_config(selection_metric=selection_metric, early_stopping_patience=3, loss="bce")
+    config = testing_config(selection_metric=selection_metric, early_stopping_patience=3, loss="bce", selection_smoothing=0.0)
     compile_model(model, config, positive_pixel_weight=1.0)
     best_path = str(tmp_path / "best.weights.h5")
-    checkpoint, early_stopping, reduce_lr = selection_callbacks(model, config, best_path)
+    smoothed, *callbacks = selection_callbacks(model, config, best_path)
+    _, early_stopping, _ = callbacks
+    assert smoothed is None  # each epoch's own figure
     script = [_CAREFUL, _PAINTER, _WORSE]
     history = model.fit(
         images,
@@ -257,7 +261,7 @@ def test_a_model_that_paints_healthy_slices_is_not_the_best_epoch(selection_metr
         validation_data=(images, masks),
         epochs=3,
         batch_size=4,
-        callbacks=[_ScriptedWeights(script), checkpoint, early_stopping, reduce_lr],
+        callbacks=[_ScriptedWeights(script), *callbacks],
         verbose=0,
     ).history
     assert history["val_empty_slice_fp_rate"] == [0.0, 1.0, 0.0]
@@ -268,6 +272,29 @@ def test_a_model_that_paints_healthy_slices_is_not_the_best_epoch(selection_metr
     model.load_weights(best_path)
     kernel, bias = model.get_layer("logits").get_weights()
     assert (kernel.ravel().tolist(), float(bias[0])) == script[chosen_epoch]
+
+
+@pytest.mark.parametrize("smoothing, epochs_run, best_epoch", [(0.0, 5, 1), (0.5, 6, 5)])
+def test_smoothing_keeps_one_lucky_epoch_from_being_the_best_and_ending_the_run(smoothing, epochs_run, best_epoch, tmp_path):
+    """Epoch 1 is as good as the model becomes from epoch 4 on, between worse epochs: alone, it is the
+    best and ends the run (patience 3); the moving average (0.5) waits for the lasting gain."""
+    images, masks = _selection_data()
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="logits")(inputs))
+    config = testing_config(early_stopping_patience=3, loss="bce", selection_smoothing=smoothing)
+    compile_model(model, config, positive_pixel_weight=1.0)
+    smoothed, checkpoint, early_stopping, reduce_lr = selection_callbacks(model, config, str(tmp_path / "best.weights.h5"))
+    callbacks = [smoothed, checkpoint, early_stopping, reduce_lr] if smoothed else [checkpoint, early_stopping, reduce_lr]
+    script = [_WORSE, _CAREFUL, _WORSE, _WORSE, _CAREFUL, _CAREFUL]
+    history = model.fit(
+        images, masks, validation_data=(images, masks), epochs=6, batch_size=4, callbacks=[_ScriptedWeights(script), *callbacks], verbose=0
+    ).history
+    assert len(history["val_dice_pooled"]) == epochs_run and early_stopping.best_epoch == best_epoch
+    if smoothed:
+        pooled, average = history["val_dice_pooled"], [history["val_dice_pooled"][0]]
+        for value in pooled[1:]:
+            average.append(0.5 * average[-1] + 0.5 * value)
+        assert history["val_dice_pooled_smoothed"] == pytest.approx(average) and checkpoint.monitor == smoothed.key
 
 
 def test_run_fn_chooses_the_post_processing_on_the_eval_split_and_exports_it(split_records, tmp_path):

@@ -156,3 +156,20 @@ def test_report_of_a_tiny_context_slice_run(tiny_dataset, tmp_path):
         "no comparison: no model was served yet",
     ):
         assert gate in decision
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        (
+            {"selection_metric": "dice_pooled", "selection_smoothing": 0.7},
+            "dice_pooled, moving average with weight 0.7 on the previous epochs",
+        ),
+        ({"selection_metric": "dice_pooled", "selection_smoothing": 0.0}, "validation dice_pooled on the eval patients"),
+        ({}, "validation dice_per_tumor_slice_mean on the eval patients"),  # a run from before the options
+    ],
+)
+def test_training_section_says_what_chose_the_best_epoch(config, says):
+    history = {"config": config, "best_epoch": 3, "history": {"loss": [1.0, 0.8, 0.7], "val_dice": [0.2, 0.4, 0.5]}}
+    text = html.unescape("".join(report._section_training(history)))
+    assert says in text and "Best epoch" in text and ": 3;" in text
