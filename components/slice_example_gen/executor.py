@@ -178,9 +178,6 @@ def make_example(
     def int64(value):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
-    def string(value: bytes):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
     def float32(value: float):
         return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
 
@@ -190,19 +187,19 @@ def make_example(
     return tf.train.Example(
         features=tf.train.Features(
             feature={
-                features.IMAGE: string(np.ascontiguousarray(image).tobytes()),
-                features.MASK: string(np.ascontiguousarray(mask).tobytes()),
-                features.CASE_ID: string(case_id.encode()),
+                features.IMAGE: _bytes_feature(np.ascontiguousarray(image).tobytes()),
+                features.MASK: _bytes_feature(np.ascontiguousarray(mask).tobytes()),
+                features.CASE_ID: _bytes_feature(case_id.encode()),
                 features.SLICE_INDEX: int64(int(slice_index)),
                 features.TUMOR_PIXELS: int64(tumor_pixels),
-                features.TUMOR_SIZE_BUCKET: string(bucket.encode()),
+                features.TUMOR_SIZE_BUCKET: _bytes_feature(bucket.encode()),
                 features.HEIGHT: int64(image.shape[0]),
                 features.WIDTH: int64(image.shape[1]),
                 features.TUMOR_PIXEL_FRACTION: float32(tumor_pixels / mask.size),
                 features.PIXEL_SPACING_MM: float32(float(pixel_spacing_mm)),
                 features.SLICE_SPACING_MM: float32(float(slice_spacing_mm)),
                 **{name: float32(float(mean)) for name, mean in zip(features.MEAN_INTENSITIES, means)},
-                **({features.CONTEXT: string(np.ascontiguousarray(context).tobytes())} if context is not None else {}),
+                **({features.CONTEXT: _bytes_feature(np.ascontiguousarray(context).tobytes())} if context is not None else {}),
             }
         )
     )
