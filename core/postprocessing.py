@@ -21,9 +21,12 @@ resolution; the tests prove both implementations equal.
 Choosing, after nnU-Net (Isensee et al. 2021): start from the default (0.5,
 0); try every threshold of the grid and adopt the best only if it improves
 the criterion (`dice_per_patient_mean` on the eval patients: hurt both by
-false positives on the tumor-free slices of a patient and by missed tumor),
-then the same for the minimum component size at the adopted threshold. Ties
-go to the step closer to the default.
+false positives on the tumor-free slices of a patient and by missed tumor)
+by at least MIN_GAIN, then the same for the minimum component size at the
+adopted threshold. Ties go to the step closer to the default. MIN_GAIN
+because a few eval patients cannot tell a gain of a thousandth from chance,
+and removing components costs what they may not show: the small lesions of
+other patients.
 """
 
 import dataclasses
@@ -39,6 +42,7 @@ CONNECTIVITY = np.ones((3, 3), bool)  # 8-connected, in-plane (scipy.ndimage.lab
 THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_COMPONENT_PIXELS_GRID = (0, 10, 25, 50, 100, 200)  # at native 256 x 256
 CRITERION = "dice_per_patient_mean"
+MIN_GAIN = 0.005  # a step is adopted only if it raises CRITERION by at least this much
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +146,10 @@ def choose(
     eval_slices: Sequence[EvalSlice],
     thresholds: Sequence[float] = THRESHOLD_GRID,
     min_component_pixels: Sequence[int] = MIN_COMPONENT_PIXELS_GRID,
+    min_gain: float = MIN_GAIN,
 ) -> Choice:
-    """The post-processing the eval slices support (see the module docstring for the search)."""
+    """The post-processing the eval slices support (see the module docstring for the search);
+    min_gain 0 adopts any strict improvement."""
     default = PostProcessing()
     scores: dict[PostProcessing, dict[str, float]] = {default: evaluate(eval_slices, default)}
 
@@ -154,11 +160,8 @@ def choose(
         return -math.inf if math.isnan(value) else value
 
     def best_step(current: PostProcessing, candidates: list[PostProcessing], distance) -> PostProcessing:
-        # Closest to the default first, so that a tie keeps it; a step must improve strictly.
-        for candidate in sorted(candidates, key=distance):
-            if score(candidate) > score(current):
-                current = candidate
-        return current
+        best = max(sorted(candidates, key=distance), key=score)  # the first of equal scores: the closest to the default
+        return best if score(best) > score(current) + min_gain else current
 
     chosen = best_step(default, [PostProcessing(t, 0) for t in thresholds], lambda s: abs(s.threshold - default.threshold))
     chosen = best_step(chosen, [PostProcessing(chosen.threshold, m) for m in min_component_pixels], lambda s: s.min_component_pixels)

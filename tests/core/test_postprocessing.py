@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from core.postprocessing import CRITERION, EvalSlice, PostProcessing, apply, choose, remove_small_components
+from core.postprocessing import CRITERION, MIN_GAIN, EvalSlice, PostProcessing, apply, choose, remove_small_components
 
 
 def test_threshold_is_strict_and_components_are_8_connected():
@@ -85,6 +85,19 @@ def test_a_minimum_size_is_adopted_when_it_removes_false_positives():
     assert choice.after["empty_slice_fp_rate"] == 0.0 and choice.before["empty_slice_fp_rate"] == 1.0
     tried = {(row["threshold"], row["min_component_pixels"]) for row in choice.grid}
     assert {(0.5, 0), (0.5, 5), (0.5, 10), (0.5, 200), (0.3, 0), (0.8, 0)} <= tried
+
+
+def test_a_step_that_gains_less_than_min_gain_is_not_adopted():
+    truth = np.zeros((60, 60), bool)
+    truth[10:40, 10:40] = True  # 900 pixels, found
+    probabilities = np.where(truth, 0.9, 0.0).astype(np.float32)
+    probabilities[50:52, 50:52] = 0.9  # a 4-pixel false positive beside it
+    slices = [EvalSlice("A", 0, truth, probabilities)]
+    gain = 1.0 - 2 * 900 / (900 + 904)  # removing the speck: Dice 0.9978 -> 1
+    assert gain < MIN_GAIN
+    assert choose(slices).spec == PostProcessing()
+    assert choose(slices, min_gain=0.0).spec == PostProcessing(0.5, 10)
+    assert choose(slices, min_gain=gain / 2).spec == PostProcessing(0.5, 10)
 
 
 def test_ties_and_no_tumor_keep_the_default():
