@@ -42,6 +42,7 @@ class TrainingResult:
     history: dict[str, list[float]]
     best_epoch: int
     resumed_from_epoch: int = 0  # epochs restored from a checkpoint of an interrupted run
+    monitor: str = ""  # the history key that chose the best epoch (e.g. val_dice_pooled_smoothed)
 
 
 def save_weights_atomically(model: keras.Model, path: str) -> None:
@@ -284,7 +285,7 @@ def train(
     best_epoch = scores.index(max(valid)) + 1 if valid else len(scores)
     if tf.io.gfile.exists(best_weights):
         model.load_weights(best_weights)
-    return TrainingResult(network, epochs, best_epoch, progress.resumed_from_epoch if progress else 0)
+    return TrainingResult(network, epochs, best_epoch, progress.resumed_from_epoch if progress else 0, checkpoint.monitor)
 
 
 def hard_negative_pool(config: TrainingConfig, train_files: list[str], oversample: bool) -> hard_negatives.HardNegativePool | None:
@@ -396,6 +397,7 @@ def run_fn(fn_args) -> None:
             {
                 "best_epoch": result.best_epoch,
                 "resumed_from_epoch": result.resumed_from_epoch,
+                "monitor": result.monitor,
                 "config": dataclasses.asdict(config),
                 "history": history,
             },

@@ -69,9 +69,34 @@ def _format(value) -> str:
     return "-" if value is None or (isinstance(value, float) and value != value) else f"{value:.3f}"
 
 
-def _curves(history: dict[str, list[float]]) -> str:
+SMOOTHED_SUFFIX = "_smoothed"  # models.trainer_module.SmoothedMetric's log key: <source>_smoothed
+
+
+def selection_series(training: dict) -> dict[str, list[float]]:
+    """{label: values per epoch} of what chose the best epoch (history.json's `monitor`): the
+    moving average and each epoch's own value when the selection was smoothed; {} for a
+    history written before the monitor was recorded."""
+    monitor, history = training.get("monitor"), training.get("history", {})
+    if not monitor or monitor not in history:
+        return {}
+    series = {}
+    if monitor.endswith(SMOOTHED_SUFFIX) and monitor[: -len(SMOOTHED_SUFFIX)] in history:
+        series[f"{monitor[: -len(SMOOTHED_SUFFIX)]} (each epoch)"] = history[monitor[: -len(SMOOTHED_SUFFIX)]]
+    series[f"{monitor} (chose the best epoch)"] = history[monitor]
+    return series
+
+
+def _curves(history: dict[str, list[float]], selection: dict[str, list[float]], best_epoch: int | None) -> str:
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    figure, axes = plt.subplots(1, 3 if selection else 2, figsize=(15 if selection else 10, 3.5))
+    if selection:
+        for label, values in selection.items():
+            axes[2].plot(range(1, len(values) + 1), values, "-" if "chose" in label else ":", label=label)
+        if best_epoch:
+            axes[2].axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("selection on the eval patients")
+        axes[2].legend(loc="lower right", fontsize="small")
     for axis, metric in zip(axes, ("loss", "dice")):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = next((k for k in history if k.startswith(prefix) and k.endswith(metric) and (prefix or not k.startswith("val_"))), None)
@@ -270,7 +295,7 @@ def _section_training(history: dict) -> list[str]:
     if not history.get("history"):
         return parts + ["<p class='note'>No training history found.</p>"]
     return parts + [
-        f"<img alt='training curves' src='{_curves(history['history'])}'>",
+        f"<img alt='training curves' src='{_curves(history['history'], selection_series(history), history.get('best_epoch'))}'>",
         f"<p>Best epoch (validation {html.escape(_selection_metric(history))} on the eval patients): "
         f"{history.get('best_epoch')}; its weights were exported.</p>",
     ]

@@ -315,6 +315,8 @@ def test_run_fn_chooses_the_post_processing_on_the_eval_split_and_exports_it(spl
         serving_model_dir=str(tmp_path / "serving"),
     )
     run_fn(fn_args)
+    history = json.loads((tmp_path / "Trainer" / "model_run" / "1" / contracts.HISTORY_FILE).read_text())
+    assert history["monitor"] == "val_dice_pooled_smoothed" and len(history["history"][history["monitor"]]) == 1
     report = json.loads((tmp_path / "Trainer" / "model_run" / "1" / contracts.POSTPROCESSING_FILE).read_text())
     with open(os.path.join(fn_args.serving_model_dir, contracts.MODEL_INFO_DIR, contracts.MODEL_INFO_FILE)) as source:
         info = json.load(source)

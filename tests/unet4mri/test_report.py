@@ -173,3 +173,17 @@ def test_training_section_says_what_chose_the_best_epoch(config, says):
     history = {"config": config, "best_epoch": 3, "history": {"loss": [1.0, 0.8, 0.7], "val_dice": [0.2, 0.4, 0.5]}}
     text = html.unescape("".join(report._section_training(history)))
     assert says in text and "Best epoch" in text and ": 3;" in text
+
+
+def test_the_curves_show_what_chose_the_best_epoch():
+    history = {"loss": [1.0, 0.8], "val_dice_pooled": [0.2, 0.6], "val_dice_pooled_smoothed": [0.2, 0.32]}
+    smoothed = report.selection_series({"monitor": "val_dice_pooled_smoothed", "history": history})
+    assert smoothed == {
+        "val_dice_pooled (each epoch)": [0.2, 0.6],
+        "val_dice_pooled_smoothed (chose the best epoch)": [0.2, 0.32],
+    }
+    plain = report.selection_series({"monitor": "val_dice_pooled", "history": history})
+    assert plain == {"val_dice_pooled (chose the best epoch)": [0.2, 0.6]}
+    assert report.selection_series({"history": history}) == {}  # written before the monitor was recorded
+    section = "".join(report._section_training({"monitor": "val_dice_pooled_smoothed", "best_epoch": 2, "history": history}))
+    assert "<img alt='training curves' src='data:image/png;base64," in section
