@@ -21,7 +21,8 @@ a few degrees, as scanners write them; T1 volumes as int16, FLAIR as float32.
 
 This is the `default` family, the one the team tunes on. `FAMILIES` also holds
 `heads` (the same patients, every second one with a head around the brain:
-`core.synthetic_head`) and `unseen` (`core.synthetic_unseen`: another head anatomy, lesion model and
+`core.synthetic_head`), `varied` (the `heads` patients with lesions drawn from
+the wide ranges of `LesionVariety`) and `unseen` (`core.synthetic_unseen`: another head anatomy, lesion model and
 scanner), written by the same two functions with `family="unseen"`.
 """
 
@@ -42,6 +43,34 @@ _TISSUE_INTENSITY = {
     "grey_matter": np.array([0.56, 0.58, 0.55]),
     "csf": np.array([0.18, 0.12, 0.20]),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionVariety:
+    """The lesions of the `varied` family: domain randomization of the lesion, where the default
+    family has one model (one or two lesions centred in deep white matter, 5-30 mm, sharp edges,
+    dark on T1, clearly bright on FLAIR).
+
+    extra_lesions: 0..extra lesions more than the default's one or two, per patient.
+    cortical_probability: a lesion is centred in cortex (grey matter > 0.5, 10th-90th percentile
+      of the patient's slice heights) with this probability, else in deep white matter as by default.
+    radius_mm: each lesion's mean radius, log-uniform.
+    edge: the width, as a fraction of the radius, over which the lesion fades into the brain
+      (uniform; the default's 0.16 is a sharp edge); the mask stays where the weight is 0.5.
+    t1: pre-contrast intensity, x grey matter (dark, iso or bright); flair: FLAIR, + grey matter
+      (faint to bright); enhancing: post-contrast x grey matter with probability
+      enhancing_probability, else non_enhancing. One draw per patient for all its lesions.
+    """
+
+    extra_lesions: int = 2
+    cortical_probability: float = 0.5
+    radius_mm: tuple[float, float] = (2.5, 30.0)
+    edge: tuple[float, float] = (0.16, 0.6)
+    t1: tuple[float, float] = (0.6, 1.3)
+    flair: tuple[float, float] = (0.05, 0.4)
+    enhancing_probability: float = 0.4
+    enhancing: tuple[float, float] = (1.2, 1.8)
+    non_enhancing: tuple[float, float] = (0.8, 1.05)
 
 
 def case_id(patient_index: int, seed: int) -> str:
@@ -80,13 +109,17 @@ def _write_case(folder: str, name: str, images: np.ndarray, masks: np.ndarray) -
         tifffile.imwrite(os.path.join(folder, f"{name}_{number}_mask.tif"), mask * np.uint8(255))
 
 
-def _synthesize(rng: np.random.Generator, slices: int, image_size: int, with_head: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+def _synthesize(
+    rng: np.random.Generator, slices: int, image_size: int, with_head: bool = False, variety: LesionVariety | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """One patient: images uint8 [slices, size, size, 3], masks uint8 0/1 [slices, size, size], slice spacing mm.
 
-    The head is drawn from its own stream: with `with_head` false, the patient is to the
-    byte the skull-stripped patient of the `default` family.
+    The head and the lesion variety are drawn from streams of their own: with `with_head`
+    false and no `variety`, the patient is to the byte the skull-stripped patient of the
+    `default` family.
     """
     head_rng = rng.spawn(1)[0]
+    vary = rng.spawn(1)[0] if variety else None
     templates = mni_templates.load()
     coordinates = _sampling_grid(rng, templates, slices, image_size)
     slice_mm = float(coordinates[2, 1, 0, 0] - coordinates[2, 0, 0, 0]) if slices > 1 else 1.0
@@ -97,8 +130,14 @@ def _synthesize(rng: np.random.Generator, slices: int, image_size: int, with_hea
     csf = np.clip(brain - grey - white, 0.0, 1.0)
     lesion = np.zeros_like(brain)
     oedema = np.zeros_like(brain)
-    for _ in range(1 + (rng.random() < 0.3)):
-        weight, rim = _lesion(rng, templates, coordinates)
+    count = 1 + (rng.random() < 0.3)
+    for _ in range(count + (vary.integers(0, variety.extra_lesions + 1) if vary else 0)):
+        if vary:
+            cortical = vary.random() < variety.cortical_probability
+            radius = np.exp(vary.uniform(*np.log(variety.radius_mm)))
+            weight, rim = _lesion(rng, templates, coordinates, cortical, radius, edge=vary.uniform(*variety.edge))
+        else:
+            weight, rim = _lesion(rng, templates, coordinates)
         lesion, oedema = np.maximum(lesion, weight * brain), np.maximum(oedema, rim * brain)
     contrast = {name: value * rng.normal(1.0, 0.05, 3) for name, value in _TISSUE_INTENSITY.items()}
     lesion_intensity = np.array(
@@ -108,6 +147,15 @@ def _synthesize(rng: np.random.Generator, slices: int, image_size: int, with_hea
             contrast["grey_matter"][2] * (rng.uniform(1.2, 1.5) if rng.random() < 0.3 else rng.uniform(0.8, 1.0)),
         ]
     )
+    if vary:
+        lesion_intensity = np.array(
+            [
+                contrast["grey_matter"][0] * vary.uniform(*variety.t1),
+                contrast["grey_matter"][1] + vary.uniform(*variety.flair),
+                contrast["grey_matter"][2]
+                * vary.uniform(*(variety.enhancing if vary.random() < variety.enhancing_probability else variety.non_enhancing)),
+            ]
+        )
     tissue = white[..., None] * contrast["white_matter"] + grey[..., None] * contrast["grey_matter"] + csf[..., None] * contrast["csf"]
     tissue *= 1.0 + 0.12 * oedema[..., None] * np.array([-0.3, 1.0, 0.0])
     signal = tissue * (1.0 - lesion[..., None]) + lesion[..., None] * brain[..., None] * lesion_intensity
@@ -143,14 +191,23 @@ def _sampling_grid(rng: np.random.Generator, templates: mni_templates.MniTemplat
     return grid
 
 
-def _lesion(rng: np.random.Generator, templates: mni_templates.MniTemplates, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tumor weight in 0..1, oedema weight in 0..1), each [slices, size, size]."""
+def _lesion(
+    rng: np.random.Generator,
+    templates: mni_templates.MniTemplates,
+    coordinates: np.ndarray,
+    cortical: bool = False,
+    radius: float | None = None,
+    edge: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tumor weight in 0..1, oedema weight in 0..1), each [slices, size, size]. By default centred
+    in deep white matter, radius drawn here, sharp edge; `LesionVariety` sets the three."""
     z_sampled = coordinates[2, :, 0, 0]
-    z_low, z_high = np.percentile(z_sampled, [25, 80])
-    white = np.argwhere(templates.white_matter > 0.6)
-    candidates = white[(white[:, 2] >= z_low) & (white[:, 2] <= z_high)]
+    z_low, z_high = np.percentile(z_sampled, [10, 90] if cortical else [25, 80])
+    sites = np.argwhere(templates.grey_matter > 0.5) if cortical else np.argwhere(templates.white_matter > 0.6)
+    candidates = sites[(sites[:, 2] >= z_low) & (sites[:, 2] <= z_high)]
     center = candidates[rng.integers(len(candidates))].astype(np.float32)
-    radius = np.exp(rng.uniform(np.log(5.0), np.log(30.0)))
+    drawn = np.exp(rng.uniform(np.log(5.0), np.log(30.0)))  # drawn in any case: the stream stays the default's
+    radius = drawn if radius is None else radius
     radii = radius * rng.uniform(0.6, 1.4, 3)
     rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     offsets = coordinates.reshape(3, -1).T - center
@@ -161,7 +218,7 @@ def _lesion(rng: np.random.Generator, templates: mni_templates.MniTemplates, coo
         direction = rng.normal(size=3)
         distance += rng.uniform(0.05, 0.15) * np.sin(scaled @ direction * rng.uniform(1.5, 3.5) + rng.uniform(0, 2 * np.pi))
     distance = distance.reshape(coordinates.shape[1:])
-    tumor = np.clip((1.08 - distance) / 0.16, 0.0, 1.0)
+    tumor = np.clip((1.08 - distance) / 0.16, 0.0, 1.0) if edge is None else np.clip(0.5 + (1.0 - distance) / edge, 0.0, 1.0)
     oedema = np.clip((1.5 - distance) / 0.5, 0.0, 1.0)
     return tumor, oedema
 
@@ -235,19 +292,24 @@ class Family:
     field_of_view_mm: float
     # patient index -> whether it is drawn with a head (`synthesize(..., with_head=...)`); None: the family has no such choice
     with_head: Callable[[int], bool] | None = None
+    variety: LesionVariety | None = None  # `synthesize(..., variety=...)`: the lesions of the `varied` family
 
     def draw(self, index: int, seed: int, slices: int, image_size: int) -> tuple[np.random.Generator, tuple[np.ndarray, np.ndarray, float]]:
         """(the patient's random stream after drawing, `synthesize`'s result) for patient `index` of `seed`."""
         rng = np.random.default_rng([seed, index])
         options = {} if self.with_head is None else {"with_head": self.with_head(index)}
+        if self.variety:
+            options["variety"] = self.variety
         return rng, self.synthesize(rng, slices, image_size, **options)
 
 
 # `default` is what the team tunes on; `heads` holds its patients, every second one with a head
-# (core/synthetic_head.py); `unseen` is reported once, never tuned on (core/synthetic_unseen.py).
+# (core/synthetic_head.py); `varied` is `heads` with `LesionVariety`'s lesions; `unseen` is
+# reported once, never tuned on (core/synthetic_unseen.py).
 FAMILIES = {
     "default": Family(case_id, _synthesize, FIELD_OF_VIEW_MM),
     "heads": Family(case_id, _synthesize, FIELD_OF_VIEW_MM, with_head=synthetic_head.with_head),
+    "varied": Family(case_id, _synthesize, FIELD_OF_VIEW_MM, with_head=synthetic_head.with_head, variety=LesionVariety()),
     "unseen": Family(synthetic_unseen.case_id, synthetic_unseen.synthesize, synthetic_unseen.FIELD_OF_VIEW_MM),
 }
 

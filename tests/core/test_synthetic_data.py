@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from core import slices, synthetic_data
+from core import mni_templates, slices, synthetic_data
 
 
 def test_layout_and_determinism(tiny_dataset, tmp_path):
@@ -60,3 +61,40 @@ def test_heads_give_every_second_default_patient_a_head_and_leave_the_others_as_
         # At the skull base something outside the brain is brighter on FLAIR than most of the brain.
         lowest_flair = images[:2, ..., 1][outside_brain[:2]]
         assert lowest_flair.max() > np.percentile(stripped[..., 1][~outside_brain], 90)
+
+
+def test_varied_lesions_keep_the_heads_patients_and_draw_their_lesions_from_wide_ranges():
+    counts, t1_ratios = {"heads": 0, "varied": 0}, {"heads": [], "varied": []}
+    for index in range(6):
+        drawn = {family: synthetic_data.FAMILIES[family].draw(index, 0, 12, 96)[1] for family in counts}
+        (images, masks, _), (heads, heads_masks, _) = drawn["varied"], drawn["heads"]
+
+        # The same patient (placement, and a head on the same ones) with other lesions (and so other noise).
+        def body(volume):
+            return ndimage.uniform_filter(volume.max(axis=-1).astype(np.float32), size=(1, 5, 5)) > 20
+
+        assert (body(images) == body(heads)).mean() > 0.98
+        assert not np.array_equal(masks, heads_masks)
+        for family, (volume, labels, _) in drawn.items():
+            inside = labels > 0
+            counts[family] += ndimage.label(inside)[1]
+            core_pixels = ndimage.binary_erosion(inside)
+            around = (volume[..., 0] > 60) & ~ndimage.binary_dilation(inside, iterations=3)
+            if core_pixels.any():
+                t1_ratios[family].append(volume[..., 0][core_pixels].mean() / volume[..., 0][around].mean())
+    assert counts["varied"] > counts["heads"]  # up to two lesions more per patient
+    assert max(t1_ratios["heads"]) < 0.9 < 1.0 < max(t1_ratios["varied"])  # T1-dark only, against dark, iso or bright
+
+
+def test_a_lesion_edge_fades_over_its_width_around_the_same_outline():
+    templates = mni_templates.load()
+    coordinates = synthetic_data._sampling_grid(np.random.default_rng(0), templates, 8, 64)
+
+    def lesion(edge):
+        return synthetic_data._lesion(np.random.default_rng(1), templates, coordinates, radius=20.0, edge=edge)[0]
+
+    sharp, default, soft = lesion(0.16), lesion(None), lesion(0.6)
+    np.testing.assert_allclose(sharp, default, atol=1e-6)  # 0.16 is the default's edge
+    np.testing.assert_array_equal(soft > 0.5, sharp > 0.5)  # the mask's outline does not move
+    fading = [((weight > 0.05) & (weight < 0.95)).sum() for weight in (sharp, soft)]
+    assert fading[1] > 2 * fading[0]
