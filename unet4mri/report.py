@@ -79,11 +79,9 @@ def selection_series(training: dict) -> dict[str, list[float]]:
     monitor, history = training.get("monitor"), training.get("history", {})
     if not monitor or monitor not in history:
         return {}
-    series = {}
-    if monitor.endswith(SMOOTHED_SUFFIX) and monitor[: -len(SMOOTHED_SUFFIX)] in history:
-        series[f"{monitor[: -len(SMOOTHED_SUFFIX)]} (each epoch)"] = history[monitor[: -len(SMOOTHED_SUFFIX)]]
-    series[f"{monitor} (chose the best epoch)"] = history[monitor]
-    return series
+    source = monitor.removesuffix(SMOOTHED_SUFFIX)
+    each_epoch = {f"{source} (each epoch)": history[source]} if source != monitor and source in history else {}
+    return {**each_epoch, f"{monitor} (chose the best epoch)": history[monitor]}
 
 
 def _curves(history: dict[str, list[float]], selection: dict[str, list[float]], best_epoch: int | None) -> str:
