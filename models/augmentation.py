@@ -31,8 +31,11 @@ class AugmentationRanges:
     max_shift_fraction: shift along each axis uniform in [-max, max] x the slice side.
     max_log_gamma: gamma = exp(u), u uniform in [-max, max], per MR sequence.
     gain: intensity gain uniform in [low, high], per MR sequence.
-    bias_field_stddev: the bias field, one per slice, is exp(a x + b y + c x y)
+    bias_field_stddev: the bias field, one per slice, is exp(a x + b y + c x y + d (x^2 + y^2))
       over x, y in [-1, 1], with a, b, c normal(0, stddev).
+    radial_bias_stddev: d normal(0, stddev), the shading of a receive-coil array: the periphery
+      brighter than the centre (d > 0) or darker (d < 0), the centre unchanged. 0: d = 0 and
+      nothing drawn (the random streams stay those of a build without it).
     max_noise_stddev: Gaussian noise on brain pixels (> 0), standard deviation
       uniform in [0, max] on the 0..255 scale, per slice.
     background_level: background structures go only where the slice, smoothed
@@ -57,6 +60,7 @@ class AugmentationRanges:
     max_log_gamma: float = 0.25
     gain: tuple[float, float] = (0.8, 1.2)
     bias_field_stddev: float = 0.1
+    radial_bias_stddev: float = 0.0
     max_noise_stddev: float = 4.0
     background_level: float = 20.0
     structure_colour: tuple[float, float] = (0.15, 1.0)
@@ -120,6 +124,11 @@ class SliceAugmentation(keras.layers.Layer):
             "gamma": per_sequence(ops.exp(log_gamma)),
             "gain": per_sequence(keras.random.uniform([batch_size, 1, 1, SEQUENCES], *ranges.gain, seed=seed)),
             "bias_coefficients": keras.random.normal([batch_size, 3, 1, 1, 1], stddev=ranges.bias_field_stddev, seed=seed),
+            "radial_bias": (
+                keras.random.normal([batch_size, 1, 1, 1], stddev=ranges.radial_bias_stddev, seed=seed)
+                if ranges.radial_bias_stddev > 0
+                else ops.zeros([batch_size, 1, 1, 1])
+            ),
             "noise": keras.random.normal([batch_size, height, width, channels], seed=seed)
             * keras.random.uniform([batch_size, 1, 1, 1], 0.0, ranges.max_noise_stddev, seed=seed),
         }
@@ -216,16 +225,18 @@ def apply_geometry(images, masks, parameters: dict):
     return images, masks
 
 
-def bias_field(coefficients, height, width):
-    """exp(a x + b y + c x y) over x, y in [-1, 1]: coefficients [batch, 3, 1, 1, 1] -> [batch, height, width, 1]."""
+def bias_field(coefficients, radial, height, width):
+    """exp(a x + b y + c x y + d (x^2 + y^2)) over x, y in [-1, 1]: coefficients (a, b, c) [batch, 3, 1, 1, 1]
+    and d [batch, 1, 1, 1] -> [batch, height, width, 1]."""
     yy, xx = ops.meshgrid(ops.linspace(-1.0, 1.0, height), ops.linspace(-1.0, 1.0, width), indexing="ij")
     xx, yy = xx[None, :, :, None], yy[None, :, :, None]
-    return ops.exp(coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy)
+    linear = coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy
+    return ops.exp(linear + radial * (xx * xx + yy * yy))
 
 
 def apply_intensity(images, parameters: dict):
     """Gamma and gain per MR sequence, the slice's bias field, then noise on pixels > 0 (the background stays 0)."""
-    bias = bias_field(parameters["bias_coefficients"], ops.shape(images)[1], ops.shape(images)[2])
+    bias = bias_field(parameters["bias_coefficients"], parameters["radial_bias"], ops.shape(images)[1], ops.shape(images)[2])
     normalized = ops.maximum(images, 0.0) / 255.0
     images = ops.power(normalized, parameters["gamma"]) * parameters["gain"] * bias * 255.0
     return ops.where(images > 0, ops.maximum(images + parameters["noise"], 0.0), images)

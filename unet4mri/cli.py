@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(FAMILIES),
         default="default",
         help="default: the data the team tunes on (skull-stripped); heads: the same patients, every second one with a "
-        "head around the brain (skull, scalp, skull base); unseen: other head anatomy, lesion model and scanner, "
+        "head around the brain (skull, scalp, skull base); varied: the heads patients with lesions of varied number, place, "
+        "size, edge and contrast; unseen: other head anatomy, lesion model and scanner, "
         "for a generalization measure reported once and never tuned on (docs/data.md) (default: %(default)s)",
     )
     generate.set_defaults(handler=command_generate_data)

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from models.augmentation import (
     add_synthetic_lesions,
     apply_geometry,
     background_weight,
+    bias_field,
 )
 from models.config import testing_config
 from models.export import export_serving_model
@@ -52,6 +54,24 @@ def test_parameters_follow_the_configured_ranges(parameters):
     noise_stddev = parameters["noise"].reshape(DRAWS, -1).std(axis=1)  # 192 normal draws per slice
     assert noise_stddev.max() < RANGES.max_noise_stddev * 1.3 and noise_stddev.min() < 0.1 * RANGES.max_noise_stddev
     assert abs(noise_stddev.mean() - RANGES.max_noise_stddev / 2) < 0.05 * RANGES.max_noise_stddev
+
+
+def test_the_radial_bias_shades_the_periphery_and_leaves_the_centre():
+    # exp(d (x^2 + y^2)) on a 5 x 5 grid over [-1, 1]: 1 at the centre, exp(d) mid-edge, exp(2 d) at the corners.
+    radial = np.array([0.3, -0.3], np.float32).reshape(2, 1, 1, 1)
+    field = keras.ops.convert_to_numpy(bias_field(np.zeros((2, 3, 1, 1, 1), np.float32), radial, 5, 5))[..., 0]
+    for index, d in enumerate((0.3, -0.3)):
+        np.testing.assert_allclose(field[index, 2, 2], 1.0, rtol=1e-6)
+        np.testing.assert_allclose([field[index, 0, 2], field[index, 2, 4]], np.exp(d), rtol=1e-6)
+        np.testing.assert_allclose([field[index, 0, 0], field[index, 4, 4]], np.exp(2 * d), rtol=1e-6)
+        np.testing.assert_allclose(field[index, 1, 1], np.exp(d * 0.5), rtol=1e-6)  # x = y = -0.5
+
+
+def test_the_radial_bias_is_drawn_only_when_configured(parameters, monkeypatch):
+    assert not parameters["radial_bias"].any()  # RANGES.radial_bias_stddev is 0
+    monkeypatch.setattr("models.augmentation.RANGES", dataclasses.replace(RANGES, radial_bias_stddev=0.3))
+    radial = keras.ops.convert_to_numpy(SliceAugmentation(seed=0).sample_parameters(DRAWS, 8, 8, 3)["radial_bias"])
+    assert abs(radial.std() - 0.3) < 0.015 and abs(radial.mean()) < 0.015
 
 
 def test_draws_are_independent_per_slice_and_per_sequence(parameters):
