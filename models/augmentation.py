@@ -4,7 +4,8 @@
 left-right flip, a rotation, a scaling and a shift (applied to image and mask
 together: bilinear for the image, nearest for the mask), then a gamma and a
 gain per MR sequence, a smooth multiplicative bias field and additive noise
-(image only). With `background_structures` > 0 it also paints, on that share
+(image only); with `coil_shading` > 0 the bias field also has a radial term,
+the shading of a receive-coil array. With `background_structures` > 0 it also paints, on that share
 of the slices, random structures of random MR contrast into the dark
 background around the head, with no tumor label (`add_background_structures`).
 With `synthetic_lesions` > 0 it paints, on that share of the slices, one to
@@ -32,10 +33,8 @@ class AugmentationRanges:
     max_log_gamma: gamma = exp(u), u uniform in [-max, max], per MR sequence.
     gain: intensity gain uniform in [low, high], per MR sequence.
     bias_field_stddev: the bias field, one per slice, is exp(a x + b y + c x y + d (x^2 + y^2))
-      over x, y in [-1, 1], with a, b, c normal(0, stddev).
-    radial_bias_stddev: d normal(0, stddev), the shading of a receive-coil array: the periphery
-      brighter than the centre (d > 0) or darker (d < 0), the centre unchanged. 0: d = 0 and
-      nothing drawn (the random streams stay those of a build without it).
+      over x, y in [-1, 1], with a, b, c normal(0, stddev); d is the coil shading
+      (`SliceAugmentation`'s coil_shading).
     max_noise_stddev: Gaussian noise on brain pixels (> 0), standard deviation
       uniform in [0, max] on the 0..255 scale, per slice.
     background_level: background structures go only where the slice, smoothed
@@ -60,7 +59,6 @@ class AugmentationRanges:
     max_log_gamma: float = 0.25
     gain: tuple[float, float] = (0.8, 1.2)
     bias_field_stddev: float = 0.1
-    radial_bias_stddev: float = 0.0
     max_noise_stddev: float = 4.0
     background_level: float = 20.0
     structure_colour: tuple[float, float] = (0.15, 1.0)
@@ -84,8 +82,11 @@ class SliceAugmentation(keras.layers.Layer):
 
     background_structures: share of slices that get background structures
     (`add_background_structures`); synthetic_lesions: share of slices that get
-    synthetic lesions (`add_synthetic_lesions`). 0 draws nothing for them, so
-    the other transforms are those of a layer without the option.
+    synthetic lesions (`add_synthetic_lesions`). coil_shading: standard
+    deviation of the bias field's radial coefficient d, the shading of a
+    receive-coil array: the periphery brighter than the centre (d > 0) or
+    darker (d < 0), the centre unchanged (`bias_field`). 0 draws nothing for
+    an option, so the other transforms are those of a layer without it.
 
     Inputs: images float32 [batch, height, width, 3 (2K + 1)], NHWC, raw
     0..255 intensities (with K context slices each MR sequence's gamma and
@@ -95,15 +96,25 @@ class SliceAugmentation(keras.layers.Layer):
     (under a mixed-precision policy too). seed: of the layer's SeedGenerator.
     """
 
-    def __init__(self, seed: int | None = None, background_structures: float = 0.0, synthetic_lesions: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        seed: int | None = None,
+        background_structures: float = 0.0,
+        synthetic_lesions: float = 0.0,
+        coil_shading: float = 0.0,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         for name, share in (("background_structures", background_structures), ("synthetic_lesions", synthetic_lesions)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
+        if coil_shading < 0:
+            raise ValueError(f"coil_shading is a standard deviation (>= 0), got {coil_shading}")
         self.seed = seed
         self.background_structures = background_structures
         self.synthetic_lesions = synthetic_lesions
+        self.coil_shading = coil_shading
         self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
 
     def sample_parameters(self, batch_size, height, width, channels) -> dict:
@@ -124,9 +135,9 @@ class SliceAugmentation(keras.layers.Layer):
             "gamma": per_sequence(ops.exp(log_gamma)),
             "gain": per_sequence(keras.random.uniform([batch_size, 1, 1, SEQUENCES], *ranges.gain, seed=seed)),
             "bias_coefficients": keras.random.normal([batch_size, 3, 1, 1, 1], stddev=ranges.bias_field_stddev, seed=seed),
-            "radial_bias": (
-                keras.random.normal([batch_size, 1, 1, 1], stddev=ranges.radial_bias_stddev, seed=seed)
-                if ranges.radial_bias_stddev > 0
+            "coil_shading": (
+                keras.random.normal([batch_size, 1, 1, 1], stddev=self.coil_shading, seed=seed)
+                if self.coil_shading > 0
                 else ops.zeros([batch_size, 1, 1, 1])
             ),
             "noise": keras.random.normal([batch_size, height, width, channels], seed=seed)
@@ -186,6 +197,7 @@ class SliceAugmentation(keras.layers.Layer):
             "seed": self.seed,
             "background_structures": self.background_structures,
             "synthetic_lesions": self.synthetic_lesions,
+            "coil_shading": self.coil_shading,
         }
 
 
@@ -225,18 +237,18 @@ def apply_geometry(images, masks, parameters: dict):
     return images, masks
 
 
-def bias_field(coefficients, radial, height, width):
+def bias_field(coefficients, coil_shading, height, width):
     """exp(a x + b y + c x y + d (x^2 + y^2)) over x, y in [-1, 1]: coefficients (a, b, c) [batch, 3, 1, 1, 1]
-    and d [batch, 1, 1, 1] -> [batch, height, width, 1]."""
+    and the coil shading d [batch, 1, 1, 1] -> [batch, height, width, 1]."""
     yy, xx = ops.meshgrid(ops.linspace(-1.0, 1.0, height), ops.linspace(-1.0, 1.0, width), indexing="ij")
     xx, yy = xx[None, :, :, None], yy[None, :, :, None]
     linear = coefficients[:, 0] * xx + coefficients[:, 1] * yy + coefficients[:, 2] * xx * yy
-    return ops.exp(linear + radial * (xx * xx + yy * yy))
+    return ops.exp(linear + coil_shading * (xx * xx + yy * yy))
 
 
 def apply_intensity(images, parameters: dict):
     """Gamma and gain per MR sequence, the slice's bias field, then noise on pixels > 0 (the background stays 0)."""
-    bias = bias_field(parameters["bias_coefficients"], parameters["radial_bias"], ops.shape(images)[1], ops.shape(images)[2])
+    bias = bias_field(parameters["bias_coefficients"], parameters["coil_shading"], ops.shape(images)[1], ops.shape(images)[2])
     normalized = ops.maximum(images, 0.0) / 255.0
     images = ops.power(normalized, parameters["gamma"]) * parameters["gain"] * bias * 255.0
     return ops.where(images > 0, ops.maximum(images + parameters["noise"], 0.0), images)

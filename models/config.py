@@ -56,6 +56,11 @@ class TrainingConfig:
       lesions of random size, shape, place and MR contrast painted inside the
       head, labelled tumor (models.augmentation.add_synthetic_lesions): one
       cohort's lesions are not another's. Needs `augment`.
+    coil_shading: standard deviation of the radial term d of the augmentation's
+      bias field, exp(d (x^2 + y^2)) over the slice (models.augmentation.bias_field):
+      a receive-coil array makes the periphery of an unnormalized scan brighter
+      than its centre, or darker. Measured in docs/results.md ("Coil shading").
+      Needs `augment`.
     hard_negative_fraction: share of the tumor-free part of each batch drawn from
       the hard negatives (models.hard_negatives: tumor-free train slices at the
       ends of their volume or predicted with tumor at the end of the previous
@@ -125,6 +130,11 @@ class TrainingConfig:
     )
     synthetic_lesions: float = option(
         0.0, "share of training slices that get random lesions of random size, shape and contrast, labelled tumor; 0: off"
+    )
+    coil_shading: float = option(
+        0.0,
+        "standard deviation of a radial bias field in the augmentation (receive-coil shading: periphery x exp(d), "
+        "corners x exp(2 d)); 0: off",
     )
     early_stopping_patience: int = option(8, "early-stopping patience in epochs", aliases=("--patience",))
     selection_metric: str = option(
@@ -209,6 +219,11 @@ class TrainingConfig:
             (
                 self.synthetic_lesions == 0.0 or self.augment,
                 f"synthetic_lesions is an augmentation (augment=True), got {self.synthetic_lesions} with augment=False",
+            ),
+            (self.coil_shading >= 0.0, f"coil_shading is a standard deviation (>= 0), got {self.coil_shading}"),
+            (
+                self.coil_shading == 0.0 or self.augment,
+                f"coil_shading is an augmentation (augment=True), got {self.coil_shading} with augment=False",
             ),
             (
                 self.selection_metric in SELECTION_METRICS,

@@ -253,7 +253,9 @@ def train(
         if initial_weights:
             load_weights_from(network, initial_weights)
         # Augmentation runs inside the training step, on the accelerator (models.augmentation).
-        model = training_model(network, config.augment, config.seed, config.background_structures, config.synthetic_lesions)
+        model = training_model(
+            network, config.augment, config.seed, config.background_structures, config.synthetic_lesions, config.coil_shading
+        )
         compile_model(model, config, positive_pixel_weight, outputs=len(network.outputs))
     best_weights = os.path.join(backup_dir or work_dir, BEST_WEIGHTS_FILE)
     smoothed, checkpoint, early_stopping, reduce_lr = selection_callbacks(network, config, best_weights)

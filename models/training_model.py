@@ -52,12 +52,23 @@ class AugmentedTraining(keras.Model):
 
 
 def training_model(
-    network: keras.Model, augment: bool, seed: int, background_structures: float = 0.0, synthetic_lesions: float = 0.0
+    network: keras.Model,
+    augment: bool,
+    seed: int,
+    background_structures: float = 0.0,
+    synthetic_lesions: float = 0.0,
+    coil_shading: float = 0.0,
 ) -> AugmentedTraining:
     """`network` wrapped for `fit`, with on-device augmentation when `augment` (background_structures and
-    synthetic_lesions: the shares of slices that get them, see SliceAugmentation)."""
+    synthetic_lesions: the shares of slices that get them; coil_shading: see SliceAugmentation)."""
     augmentation = (
-        SliceAugmentation(seed=seed, background_structures=background_structures, synthetic_lesions=synthetic_lesions, name="augmentation")
+        SliceAugmentation(
+            seed=seed,
+            background_structures=background_structures,
+            synthetic_lesions=synthetic_lesions,
+            coil_shading=coil_shading,
+            name="augmentation",
+        )
         if augment
         else None
     )

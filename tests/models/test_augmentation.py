@@ -1,4 +1,3 @@
-import dataclasses
 import os
 import subprocess
 import sys
@@ -56,10 +55,10 @@ def test_parameters_follow_the_configured_ranges(parameters):
     assert abs(noise_stddev.mean() - RANGES.max_noise_stddev / 2) < 0.05 * RANGES.max_noise_stddev
 
 
-def test_the_radial_bias_shades_the_periphery_and_leaves_the_centre():
+def test_the_coil_shading_brightens_or_darkens_the_periphery_and_leaves_the_centre():
     # exp(d (x^2 + y^2)) on a 5 x 5 grid over [-1, 1]: 1 at the centre, exp(d) mid-edge, exp(2 d) at the corners.
-    radial = np.array([0.3, -0.3], np.float32).reshape(2, 1, 1, 1)
-    field = keras.ops.convert_to_numpy(bias_field(np.zeros((2, 3, 1, 1, 1), np.float32), radial, 5, 5))[..., 0]
+    coil = np.array([0.3, -0.3], np.float32).reshape(2, 1, 1, 1)
+    field = keras.ops.convert_to_numpy(bias_field(np.zeros((2, 3, 1, 1, 1), np.float32), coil, 5, 5))[..., 0]
     for index, d in enumerate((0.3, -0.3)):
         np.testing.assert_allclose(field[index, 2, 2], 1.0, rtol=1e-6)
         np.testing.assert_allclose([field[index, 0, 2], field[index, 2, 4]], np.exp(d), rtol=1e-6)
@@ -67,11 +66,15 @@ def test_the_radial_bias_shades_the_periphery_and_leaves_the_centre():
         np.testing.assert_allclose(field[index, 1, 1], np.exp(d * 0.5), rtol=1e-6)  # x = y = -0.5
 
 
-def test_the_radial_bias_is_drawn_only_when_configured(parameters, monkeypatch):
-    assert not parameters["radial_bias"].any()  # RANGES.radial_bias_stddev is 0
-    monkeypatch.setattr("models.augmentation.RANGES", dataclasses.replace(RANGES, radial_bias_stddev=0.3))
-    radial = keras.ops.convert_to_numpy(SliceAugmentation(seed=0).sample_parameters(DRAWS, 8, 8, 3)["radial_bias"])
-    assert abs(radial.std() - 0.3) < 0.015 and abs(radial.mean()) < 0.015
+def test_coil_shading_is_drawn_only_when_asked_for_and_leaves_the_other_draws(parameters):
+    assert not parameters["coil_shading"].any()  # off by default
+    shaded = SliceAugmentation(seed=0, coil_shading=0.3).sample_parameters(DRAWS, 8, 8, 3)
+    coil = keras.ops.convert_to_numpy(shaded["coil_shading"])
+    assert abs(coil.std() - 0.3) < 0.015 and abs(coil.mean()) < 0.015
+    for name in ("flip", "angle", "scale", "gamma", "gain", "bias_coefficients"):  # drawn before it: the same
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(shaded[name]), parameters[name])
+    with pytest.raises(ValueError, match="coil_shading is a standard deviation \\(>= 0\\), got -1"):
+        SliceAugmentation(coil_shading=-1)
 
 
 def test_draws_are_independent_per_slice_and_per_sequence(parameters):

@@ -30,6 +30,8 @@ from models.config import TrainingConfig, testing_config
         (dict(background_structures=0.5, augment=False), "background_structures is an augmentation"),
         (dict(synthetic_lesions=1.5), "synthetic_lesions must be in \\[0, 1\\], got 1.5"),
         (dict(synthetic_lesions=0.5, augment=False), "synthetic_lesions is an augmentation"),
+        (dict(coil_shading=-0.1), "coil_shading is a standard deviation \\(>= 0\\), got -0.1"),
+        (dict(coil_shading=0.3, augment=False), "coil_shading is an augmentation"),
         (dict(deterministic=True, hard_negative_fraction=0.5), "deterministic training cannot draw hard negatives"),
     ],
 )

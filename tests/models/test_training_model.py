@@ -28,7 +28,7 @@ def test_without_augmentation_the_wrapper_trains_exactly_like_the_bare_network()
     assert np.isclose(evaluated["dice"], bare.evaluate(images, masks, return_dict=True, verbose=0)["dice"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("option, share", [("background_structures", 0.3), ("synthetic_lesions", 0.4)])
+@pytest.mark.parametrize("option, share", [("background_structures", 0.3), ("synthetic_lesions", 0.4), ("coil_shading", 0.3)])
 def test_an_augmentation_share_reaches_the_augmentation(option, share):
     network = networks.build_model(testing_config())
     trainer = training_model(network, augment=True, seed=0, **{option: share})
