@@ -5,9 +5,10 @@ left-right flip, a rotation, a scaling and a shift (applied to image and mask
 together: bilinear for the image, nearest for the mask), then a gamma and a
 gain per MR sequence, a smooth multiplicative bias field and additive noise
 (image only); with `coil_shading` > 0 the bias field also has a radial term,
-the shading of a receive-coil array. With `background_structures` > 0 it also paints, on that share
-of the slices, random structures of random MR contrast into the dark
-background around the head, with no tumor label (`add_background_structures`).
+the shading of a receive-coil array. With `background_structures` > 0 it
+also paints, on that share of the slices, random structures of random MR
+contrast into the dark background around the head, with no tumor label
+(`add_background_structures`).
 With `synthetic_lesions` > 0 it paints, on that share of the slices, one to
 four random lesions inside the head, labelled tumor (`add_synthetic_lesions`).
 It runs inside the training step (see models.training_model), so the
